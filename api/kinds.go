@@ -1,0 +1,153 @@
+package api
+
+import (
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+)
+
+//go:generate protoc -I. -I/usr/include --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative shoal.proto
+
+// Resource is any top-level object: it has metadata.
+type Resource interface {
+	proto.Message
+	GetMetadata() *ObjectMeta
+}
+
+// KindInfo describes one kind of object and the names the CLI and the HTTP
+// API know it by.
+type KindInfo struct {
+	Kind       string // Pod
+	APIVersion string // v1, apps/v1
+	Plural     string // pods: the HTTP path segment
+	Aliases    []string
+	Namespaced bool
+	New        func() Resource
+}
+
+// ShoalAPIVersion is shoal's own apiVersion, accepted for every kind.
+const ShoalAPIVersion = "shoal/v1"
+
+// DefaultNamespace is the namespace of namespaced objects that name none.
+const DefaultNamespace = "default"
+
+// Kinds lists every kind the API serves, in a stable order.
+func Kinds() []KindInfo {
+	return []KindInfo{
+		{Kind: "Node", APIVersion: "v1", Plural: "nodes", Aliases: []string{"node", "no"}, Namespaced: false, New: func() Resource { return &Node{} }},
+		{Kind: "Pod", APIVersion: "v1", Plural: "pods", Aliases: []string{"pod", "po"}, Namespaced: true, New: func() Resource { return &Pod{} }},
+		{Kind: "Deployment", APIVersion: "apps/v1", Plural: "deployments", Aliases: []string{"deployment", "deploy"}, Namespaced: true, New: func() Resource { return &Deployment{} }},
+		{Kind: "Service", APIVersion: "v1", Plural: "services", Aliases: []string{"service", "svc"}, Namespaced: true, New: func() Resource { return &Service{} }},
+		{Kind: "Endpoints", APIVersion: "v1", Plural: "endpoints", Aliases: []string{"endpoint", "ep"}, Namespaced: true, New: func() Resource { return &Endpoints{} }},
+	}
+}
+
+// LookupKind finds a kind by its name, plural or alias, in any case.
+func LookupKind(name string) (KindInfo, bool) {
+	for _, k := range Kinds() {
+		if strings.EqualFold(name, k.Kind) || strings.EqualFold(name, k.Plural) {
+			return k, true
+		}
+		for _, a := range k.Aliases {
+			if strings.EqualFold(name, a) {
+				return k, true
+			}
+		}
+	}
+	return KindInfo{}, false
+}
+
+// MustKind returns the KindInfo of a canonical kind name; it panics on a
+// name that is not one, which is a programming error.
+func MustKind(kind string) KindInfo {
+	k, ok := LookupKind(kind)
+	if !ok {
+		panic("unknown kind " + kind)
+	}
+	return k
+}
+
+// KindOf returns the canonical kind of an object.
+func KindOf(r Resource) string {
+	switch r.(type) {
+	case *Pod:
+		return "Pod"
+	case *Deployment:
+		return "Deployment"
+	case *Service:
+		return "Service"
+	case *Endpoints:
+		return "Endpoints"
+	case *Node:
+		return "Node"
+	}
+	panic(fmt.Sprintf("KindOf: %T is not a shoal object", r))
+}
+
+// Wrap puts an object into the Object envelope.
+func Wrap(r Resource) *Object {
+	switch o := r.(type) {
+	case *Pod:
+		return &Object{Object: &Object_Pod{Pod: o}}
+	case *Deployment:
+		return &Object{Object: &Object_Deployment{Deployment: o}}
+	case *Service:
+		return &Object{Object: &Object_Service{Service: o}}
+	case *Endpoints:
+		return &Object{Object: &Object_Endpoints{Endpoints: o}}
+	case *Node:
+		return &Object{Object: &Object_Node{Node: o}}
+	}
+	panic(fmt.Sprintf("Wrap: %T is not a shoal object", r))
+}
+
+// Resource returns the object inside the envelope, or nil when it is empty.
+func (o *Object) Resource() Resource {
+	switch v := o.GetObject().(type) {
+	case *Object_Pod:
+		return v.Pod
+	case *Object_Deployment:
+		return v.Deployment
+	case *Object_Service:
+		return v.Service
+	case *Object_Endpoints:
+		return v.Endpoints
+	case *Object_Node:
+		return v.Node
+	}
+	return nil
+}
+
+// Key is the store key of an object: "namespace/name", or "name" for
+// cluster-wide kinds.
+func Key(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
+}
+
+// KeyOf returns the store key of an object.
+func KeyOf(r Resource) string {
+	m := r.GetMetadata()
+	return Key(m.GetNamespace(), m.GetName())
+}
+
+// SetTypeMeta fills apiVersion and kind with the kind's canonical values, as
+// the API returns objects.
+func SetTypeMeta(r Resource) {
+	k := MustKind(KindOf(r))
+	switch o := r.(type) {
+	case *Pod:
+		o.ApiVersion, o.Kind = k.APIVersion, k.Kind
+	case *Deployment:
+		o.ApiVersion, o.Kind = k.APIVersion, k.Kind
+	case *Service:
+		o.ApiVersion, o.Kind = k.APIVersion, k.Kind
+	case *Endpoints:
+		o.ApiVersion, o.Kind = k.APIVersion, k.Kind
+	case *Node:
+		o.ApiVersion, o.Kind = k.APIVersion, k.Kind
+	}
+}
