@@ -1,8 +1,74 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoalproj/shoal/agent"
+	"github.com/shoalproj/shoal/api/client"
+	"github.com/shoalproj/shoal/cluster"
+)
 
 // newAgentCommand is `shoal agent`: the daemon every machine runs.
 func newAgentCommand() *cobra.Command {
-	return &cobra.Command{Use: "agent", Short: "Run the shoal agent on this machine"}
+	var (
+		cfg      cluster.Config
+		logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the shoal agent on this machine",
+		Long: `Run the shoal agent. Every machine runs the same agent.
+
+  shoal agent --init --advertise-addr 192.168.56.11      # create a cluster
+  shoal agent --join 192.168.56.11:7443 --token SHOAL-1-...   # join it
+  shoal agent                                             # restart from --data-dir`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cfg.Init && cfg.Join != "" {
+				return fmt.Errorf("--init and --join exclude each other")
+			}
+			if cfg.Join != "" && cfg.Token == "" {
+				return fmt.Errorf("--join needs --token (print it with `shoal token` on a node of the cluster)")
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.Version = version
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return agent.Run(ctx, agent.Config{
+				Cluster:          cfg,
+				ClientConfigPath: client.DefaultConfigPath(),
+				Logger:           log,
+				OnInit: func(joinLine string) {
+					fmt.Fprintf(cmd.OutOrStdout(), "Cluster created. To add a node, run on it:\n\n    %s\n\n", joinLine)
+				},
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&cfg.Init, "init", false, "create a new cluster with this node as its first member")
+	f.StringVar(&cfg.Join, "join", "", "join the cluster of the node whose API is at HOST:PORT")
+	f.StringVar(&cfg.Token, "token", "", "join token (SHOAL-1-...), printed by --init and by `shoal token`")
+	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "IP address other nodes reach this node at (default: the first private address)")
+	f.StringVar(&cfg.BindAddr, "bind-addr", "", "IP address to listen on (default: --advertise-addr)")
+	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/shoal", "directory for this node's state")
+	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name (default: the host name)")
+	f.IntVar(&cfg.APIPort, "api-port", cluster.DefaultAPIPort, "port of the API (gRPC and HTTP, TLS)")
+	f.IntVar(&cfg.GossipPort, "gossip-port", cluster.DefaultGossipPort, "port of gossip (TCP and UDP)")
+	f.IntVar(&cfg.RaftPort, "raft-port", cluster.DefaultRaftPort, "port of raft")
+	f.IntVar(&cfg.MaxReplicas, "max-replicas", 9, "most nodes that hold the raft log (voters and non-voters)")
+	f.DurationVar(&cfg.Stabilization, "stabilization", 10*time.Second, "how long a voter must be gone before another node replaces it")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
 }

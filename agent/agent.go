@@ -1,0 +1,50 @@
+// Package agent is the daemon that wires one node together: its place in
+// the cluster, the API it serves, and (as they are built) its pods and its
+// load balancer.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/shoalproj/shoal/api/client"
+	"github.com/shoalproj/shoal/cluster"
+)
+
+// Config is the agent's configuration: the cluster part, and where --init
+// writes the administrator's client configuration.
+type Config struct {
+	Cluster cluster.Config
+	// ClientConfigPath is where --init writes the admin credentials.
+	ClientConfigPath string
+	// OnInit is called once a new cluster exists, with the join line to
+	// show the operator.
+	OnInit func(joinLine string)
+	Logger *slog.Logger
+}
+
+// Run runs the agent until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg.Cluster.Logger = log
+	c, err := cluster.Start(ctx, cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if res := c.InitResult(); res != nil {
+		cc := &client.Config{Server: res.APIAddress, CA: string(res.CACert), Cert: string(res.AdminCert), Key: string(res.AdminKey)}
+		if err := cc.Save(cfg.ClientConfigPath); err != nil {
+			return fmt.Errorf("write client configuration: %w", err)
+		}
+		log.Info("cluster created; client configuration written", "path", cfg.ClientConfigPath)
+		if cfg.OnInit != nil {
+			cfg.OnInit(fmt.Sprintf("shoal agent --join %s --token %s", res.APIAddress, res.Token))
+		}
+	}
+	return c.ServeAPI(ctx)
+}

@@ -1,0 +1,90 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+
+	"github.com/shoalproj/shoal/api"
+)
+
+func newUID() string { return uuid.NewString() }
+
+func raftServerID(id string) raft.ServerID { return raft.ServerID(id) }
+
+func splitHostPort(addr string) (string, string, error) { return net.SplitHostPort(addr) }
+
+// ServeAPI serves the API (gRPC and HTTP/JSON on one TLS port) until ctx
+// ends.
+func (c *Cluster) ServeAPI(ctx context.Context) error {
+	tlsCfg, err := APIServerTLS(c.creds)
+	if err != nil {
+		return err
+	}
+	bind := net.JoinHostPort(c.id.BindAddr, strconv.Itoa(c.id.APIPort))
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return fmt.Errorf("API listen on %s: %w", bind, err)
+	}
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(authUnary), grpc.ChainStreamInterceptor(authStream),
+		grpc.MaxRecvMsgSize(16<<20))
+	srv := &apiServer{c: c}
+	api.RegisterShoalServer(gs, srv)
+	api.RegisterJoinServer(gs, &joinServer{c: c})
+	httpAPI := api.NewHTTPHandler(srv)
+	metrics := promhttp.HandlerFor(c.cfg.Registry, promhttp.HandlerOpts{})
+
+	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			gs.ServeHTTP(w, r) // the interceptors authenticate
+			return
+		}
+		if r.URL.Path == "/healthz" {
+			w.Header().Set("Content-Type", "text/plain")
+			fmt.Fprintln(w, "ok")
+			return
+		}
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintln(w, `{"kind":"Status","code":401,"reason":"Unauthorized","message":"a client certificate of this cluster is required"}`)
+			return
+		}
+		if r.URL.Path == "/metrics" {
+			metrics.ServeHTTP(w, r)
+			return
+		}
+		httpAPI.ServeHTTP(w, r)
+	})
+	hs := &http.Server{
+		Handler:           mux,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          nil,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		gs.Stop()
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("API server: %w", err)
+	}
+}

@@ -1,0 +1,71 @@
+package cluster
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// caller is who made an API call, from its verified client certificate.
+type caller struct {
+	Name    string
+	IsNode  bool
+	IsAdmin bool
+}
+
+func callerFrom(ctx context.Context) (caller, bool) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return caller{}, false
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return caller{}, false
+	}
+	name, isNode, isAdmin := PeerIdentity(info.State.VerifiedChains[0][0])
+	return caller{Name: name, IsNode: isNode, IsAdmin: isAdmin}, true
+}
+
+// requireAdmin lets through administrators, and nodes forwarding a call an
+// administrator made to them.
+func requireAdmin(ctx context.Context) error {
+	c, ok := callerFrom(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "a client certificate of this cluster is required")
+	}
+	if c.IsAdmin || (c.IsNode && isForwarded(ctx)) {
+		return nil
+	}
+	return status.Errorf(codes.PermissionDenied, "%s may not do this: administrators only", c.Name)
+}
+
+// joinMethod is the one call that needs no client certificate.
+const joinMethod = "/shoal.v1.Join/Join"
+
+func authenticate(ctx context.Context, method string) error {
+	if method == joinMethod {
+		return nil
+	}
+	if _, ok := callerFrom(ctx); !ok {
+		return status.Error(codes.Unauthenticated, "a client certificate of this cluster is required")
+	}
+	return nil
+}
+
+func authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := authenticate(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := authenticate(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}

@@ -1,0 +1,189 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// memberMeta is all a node gossips about itself: who it is and where to
+// reach it. Everything else about a node lives in the store. memberlist
+// refuses metadata over 512 bytes; this stays far below.
+type memberMeta struct {
+	Name string `json:"n"`
+	API  string `json:"a"` // host:port of the API
+	Raft string `json:"r"` // host:port of raft
+}
+
+// Member is one node as gossip sees it.
+type Member struct {
+	ID     string
+	Meta   memberMeta
+	Gossip string // host:port
+	Alive  bool
+	// Since is when Alive last changed (or when the member was first seen).
+	Since time.Time
+}
+
+// membership runs memberlist and keeps the last known state of every node
+// it has seen, dead ones included, so the leader can tell how long a node
+// has been gone.
+type membership struct {
+	ml      *memberlist.Memberlist
+	log     *slog.Logger
+	mu      sync.Mutex
+	members map[string]*Member
+	changed chan struct{} // signalled (never blocks) on every change
+}
+
+type membershipConfig struct {
+	NodeID        string
+	Meta          memberMeta
+	BindAddr      string
+	BindPort      int
+	AdvertiseAddr string
+	AdvertisePort int
+	Key           []byte // AES-256 gossip key
+}
+
+func startMembership(cfg membershipConfig, log *slog.Logger) (*membership, error) {
+	m := &membership{log: log, members: map[string]*Member{}, changed: make(chan struct{}, 1)}
+	meta, err := json.Marshal(cfg.Meta)
+	if err != nil {
+		return nil, err
+	}
+	if len(meta) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("gossip metadata is %d bytes, over memberlist's limit of %d", len(meta), memberlist.MetaMaxSize)
+	}
+	c := memberlist.DefaultLANConfig()
+	c.Name = cfg.NodeID
+	c.BindAddr = cfg.BindAddr
+	c.BindPort = cfg.BindPort
+	c.AdvertiseAddr = cfg.AdvertiseAddr
+	c.AdvertisePort = cfg.AdvertisePort
+	c.SecretKey = cfg.Key
+	c.GossipVerifyIncoming = true
+	c.GossipVerifyOutgoing = true
+	c.Delegate = &metaDelegate{meta: meta}
+	c.Events = &memberEvents{m: m}
+	c.LogOutput = memberlistLogWriter{log: log}
+	// Notice a dead node within a few seconds on a LAN.
+	c.ProbeInterval = 500 * time.Millisecond
+	c.ProbeTimeout = 250 * time.Millisecond
+	c.SuspicionMult = 3
+	c.GossipInterval = 100 * time.Millisecond
+	ml, err := memberlist.Create(c)
+	if err != nil {
+		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
+	}
+	m.ml = ml
+	return m, nil
+}
+
+// join contacts the given gossip addresses; it succeeds when one answers.
+func (m *membership) join(peers []string) (int, error) {
+	if len(peers) == 0 {
+		return 0, nil
+	}
+	return m.ml.Join(peers)
+}
+
+// Members returns every node seen, dead ones included, sorted by ID.
+func (m *membership) Members() []Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Member, 0, len(m.members))
+	for _, mem := range m.members {
+		out = append(out, *mem)
+	}
+	sortMembers(out)
+	return out
+}
+
+// Member returns one node's state.
+func (m *membership) Member(id string) (Member, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mem, ok := m.members[id]
+	if !ok {
+		return Member{}, false
+	}
+	return *mem, true
+}
+
+// forget drops a node removed from the cluster.
+func (m *membership) forget(id string) {
+	m.mu.Lock()
+	delete(m.members, id)
+	m.mu.Unlock()
+}
+
+// Changed is signalled whenever a member joins, leaves, dies or changes.
+func (m *membership) Changed() <-chan struct{} { return m.changed }
+
+func (m *membership) update(n *memberlist.Node, alive bool) {
+	var meta memberMeta
+	if err := json.Unmarshal(n.Meta, &meta); err != nil {
+		m.log.Warn("gossip metadata unreadable", "node", n.Name, "err", err)
+		return
+	}
+	now := time.Now()
+	m.mu.Lock()
+	cur, ok := m.members[n.Name]
+	if !ok {
+		cur = &Member{ID: n.Name, Since: now}
+		m.members[n.Name] = cur
+	} else if cur.Alive != alive {
+		cur.Since = now
+	}
+	cur.Meta = meta
+	cur.Alive = alive
+	cur.Gossip = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	m.mu.Unlock()
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (m *membership) shutdown() error {
+	return m.ml.Shutdown()
+}
+
+type metaDelegate struct{ meta []byte }
+
+func (d *metaDelegate) NodeMeta(limit int) []byte                  { return d.meta }
+func (d *metaDelegate) NotifyMsg([]byte)                           {}
+func (d *metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *metaDelegate) LocalState(join bool) []byte                { return nil }
+func (d *metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+type memberEvents struct{ m *membership }
+
+func (e *memberEvents) NotifyJoin(n *memberlist.Node)   { e.m.update(n, true) }
+func (e *memberEvents) NotifyLeave(n *memberlist.Node)  { e.m.update(n, false) }
+func (e *memberEvents) NotifyUpdate(n *memberlist.Node) { e.m.update(n, true) }
+
+// memberlistLogWriter passes memberlist's warnings and errors to slog and
+// drops its debug chatter.
+type memberlistLogWriter struct{ log *slog.Logger }
+
+func (w memberlistLogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	switch {
+	case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[INFO]"):
+		w.log.Debug(line, "component", "gossip")
+	case strings.Contains(line, "[ERR]"):
+		w.log.Error(line, "component", "gossip")
+	default:
+		w.log.Warn(line, "component", "gossip")
+	}
+	return len(p), nil
+}

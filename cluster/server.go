@@ -1,0 +1,492 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoalproj/shoal/api"
+	"github.com/shoalproj/shoal/cluster/storepb"
+)
+
+// forwardedKey marks a call one node forwarded to the leader, so that the
+// receiver never forwards it again.
+const forwardedKey = "x-shoal-forwarded"
+
+func isForwarded(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && len(md.Get(forwardedKey)) > 0
+}
+
+// notLeaderMessage is what a node answers to a forwarded call it cannot
+// serve because it no longer leads; the forwarder retries elsewhere.
+const notLeaderMessage = "this node is not the leader"
+
+// retryableForward reports whether a forwarded call certainly did not take
+// effect, so that sending it again cannot apply it twice.
+func retryableForward(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Unavailable {
+		return false
+	}
+	msg := st.Message()
+	return strings.Contains(msg, notLeaderMessage) || strings.Contains(msg, "while dialing") ||
+		strings.Contains(msg, "connection refused") || strings.Contains(msg, "authentication handshake failed")
+}
+
+// maxLeaderWait bounds how long a call waits for a leader when the caller
+// set no deadline.
+const maxLeaderWait = 15 * time.Second
+
+// onLeader runs local when this node leads, or remote against the leader's
+// API (addr) when another does, waiting for a leader to exist.
+func (c *Cluster) onLeader(ctx context.Context, method string, local func(context.Context) error, remote func(ctx context.Context, addr string) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, maxLeaderWait)
+		defer cancel()
+	}
+	var last error
+	for {
+		switch {
+		case c.isLeader() && local != nil:
+			err := local(ctx)
+			if !errors.Is(err, errNotLeader) {
+				return err
+			}
+			last = err
+		case isForwarded(ctx):
+			return status.Error(codes.Unavailable, notLeaderMessage)
+		default:
+			if addr := c.leaderAPI(); addr != "" && addr != c.id.apiAddr() {
+				c.metrics.forwarded.WithLabelValues(method).Inc()
+				fctx := metadata.AppendToOutgoingContext(ctx, forwardedKey, c.id.Name)
+				err := remote(fctx, addr)
+				if !retryableForward(err) {
+					return err
+				}
+				last = err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				last = errors.New("no leader elected")
+			}
+			return status.Errorf(codes.Unavailable, "no leader reachable: %v", last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// readBarrier makes the next local read linearizable: the leader confirms
+// with a quorum that it still leads, then waits until it has applied
+// everything committed before the read began (raft's read index).
+func (c *Cluster) readBarrier(ctx context.Context) error {
+	if !c.isLeaderReady() {
+		return errNotLeader
+	}
+	idx := c.raft.raft.CommitIndex()
+	if err := c.raft.raft.VerifyLeader().Error(); err != nil {
+		return errNotLeader
+	}
+	for c.raft.raft.AppliedIndex() < idx {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// write proposes a transaction through the leader's raft log.
+func (c *Cluster) write(ctx context.Context, txn *storepb.Txn) ([]*api.Object, error) {
+	res, err := c.propose(ctx, txn)
+	if err != nil {
+		return nil, err
+	}
+	if res.Code != 0 {
+		return nil, status.Error(codes.Code(res.Code), res.Message)
+	}
+	for _, o := range res.Objects {
+		api.SetTypeMeta(o.Resource())
+	}
+	return res.Objects, nil
+}
+
+// apiServer implements the Shoal API on every node.
+type apiServer struct {
+	api.UnimplementedShoalServer
+	c *Cluster
+}
+
+func kindInfo(name string) (api.KindInfo, error) {
+	if name == "" {
+		return api.KindInfo{}, status.Error(codes.InvalidArgument, "kind required")
+	}
+	k, ok := api.LookupKind(name)
+	if !ok {
+		return api.KindInfo{}, status.Errorf(codes.InvalidArgument, "unknown kind %q", name)
+	}
+	return k, nil
+}
+
+func namespaceFor(k api.KindInfo, ns string) string {
+	if !k.Namespaced {
+		return ""
+	}
+	if ns == "" {
+		return api.DefaultNamespace
+	}
+	return ns
+}
+
+// maxObjectsPerApply bounds one Apply.
+const maxObjectsPerApply = 1000
+
+func (s *apiServer) Apply(ctx context.Context, req *api.ApplyRequest) (*api.ApplyResponse, error) {
+	if len(req.Objects) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "no objects to apply")
+	}
+	if len(req.Objects) > maxObjectsPerApply {
+		return nil, status.Errorf(codes.InvalidArgument, "%d objects in one apply; at most %d", len(req.Objects), maxObjectsPerApply)
+	}
+	txn := &storepb.Txn{TimeUnixNano: time.Now().UnixNano()}
+	for i, o := range req.Objects {
+		r := o.Resource()
+		if r == nil {
+			return nil, status.Errorf(codes.InvalidArgument, "object %d is empty", i+1)
+		}
+		r = proto.Clone(r).(api.Resource)
+		if r.GetMetadata() == nil {
+			return nil, status.Errorf(codes.InvalidArgument, "object %d (%s): metadata.name: required", i+1, api.KindOf(r))
+		}
+		k := api.MustKind(api.KindOf(r))
+		if req.Status {
+			r.GetMetadata().Namespace = namespaceFor(k, r.GetMetadata().GetNamespace())
+			if r.GetMetadata().GetName() == "" {
+				return nil, status.Errorf(codes.InvalidArgument, "object %d (%s): metadata.name: required", i+1, k.Kind)
+			}
+		} else {
+			if err := defaultAndValidate(r); err != nil {
+				return nil, status.Errorf(codes.InvalidArgument, "%s %s: %v", k.Kind, api.KeyOf(r), err)
+			}
+		}
+		txn.Ops = append(txn.Ops, &storepb.Op{
+			Type:            storepb.Op_PUT,
+			Object:          api.Wrap(r),
+			ResourceVersion: r.GetMetadata().GetResourceVersion(),
+			CreateOnly:      req.CreateOnly,
+			StatusOnly:      req.Status,
+			NewUid:          uuid.NewString(),
+		})
+	}
+	var out *api.ApplyResponse
+	err := s.c.onLeader(ctx, "Apply", func(ctx context.Context) error {
+		objs, err := s.c.write(ctx, txn)
+		out = &api.ApplyResponse{Objects: objs}
+		return err
+	}, func(ctx context.Context, addr string) error {
+		cl, err := s.c.peers.client(addr)
+		if err != nil {
+			return err
+		}
+		out, err = cl.Apply(ctx, req)
+		return err
+	})
+	return out, err
+}
+
+func notFound(k api.KindInfo, ns, name string) error {
+	return status.Errorf(codes.NotFound, "%s %q not found", k.Plural, api.Key(ns, name))
+}
+
+func (s *apiServer) Get(ctx context.Context, req *api.GetRequest) (*api.Object, error) {
+	k, err := kindInfo(req.Kind)
+	if err != nil {
+		return nil, err
+	}
+	ns := namespaceFor(k, req.Namespace)
+	if req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "name required")
+	}
+	read := func() (*api.Object, error) {
+		r := s.c.state.Get(k.Kind, ns, req.Name)
+		if r == nil {
+			return nil, notFound(k, ns, req.Name)
+		}
+		r = proto.Clone(r).(api.Resource)
+		api.SetTypeMeta(r)
+		return api.Wrap(r), nil
+	}
+	if !req.Consistent {
+		return read()
+	}
+	var out *api.Object
+	err = s.c.onLeader(ctx, "Get", func(ctx context.Context) error {
+		if err := s.c.readBarrier(ctx); err != nil {
+			return err
+		}
+		var err error
+		out, err = read()
+		return err
+	}, func(ctx context.Context, addr string) error {
+		cl, err := s.c.peers.client(addr)
+		if err != nil {
+			return err
+		}
+		out, err = cl.Get(ctx, req)
+		return err
+	})
+	return out, err
+}
+
+func (s *apiServer) List(ctx context.Context, req *api.ListRequest) (*api.ListResponse, error) {
+	k, err := kindInfo(req.Kind)
+	if err != nil {
+		return nil, err
+	}
+	match, err := api.ParseSelector(req.LabelSelector)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "labelSelector: %v", err)
+	}
+	ns := ""
+	if k.Namespaced {
+		ns = req.Namespace
+	}
+	read := func() *api.ListResponse {
+		objs, idx := s.c.state.List(k.Kind, ns, req.NodeName)
+		out := &api.ListResponse{ResourceVersion: fmt.Sprint(idx), Items: make([]*api.Object, 0, len(objs))}
+		for _, r := range objs {
+			if match != nil && !match(r.GetMetadata().GetLabels()) {
+				continue
+			}
+			r = proto.Clone(r).(api.Resource)
+			api.SetTypeMeta(r)
+			out.Items = append(out.Items, api.Wrap(r))
+		}
+		return out
+	}
+	if !req.Consistent {
+		return read(), nil
+	}
+	var out *api.ListResponse
+	err = s.c.onLeader(ctx, "List", func(ctx context.Context) error {
+		if err := s.c.readBarrier(ctx); err != nil {
+			return err
+		}
+		out = read()
+		return nil
+	}, func(ctx context.Context, addr string) error {
+		cl, err := s.c.peers.client(addr)
+		if err != nil {
+			return err
+		}
+		out, err = cl.List(ctx, req)
+		return err
+	})
+	return out, err
+}
+
+func (s *apiServer) Delete(ctx context.Context, req *api.DeleteRequest) (*api.DeleteResponse, error) {
+	k, err := kindInfo(req.Kind)
+	if err != nil {
+		return nil, err
+	}
+	if req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "name required")
+	}
+	txn := &storepb.Txn{TimeUnixNano: time.Now().UnixNano(), Ops: []*storepb.Op{{
+		Type: storepb.Op_DELETE, Kind: k.Kind, Namespace: namespaceFor(k, req.Namespace), Name: req.Name,
+		ResourceVersion: req.ResourceVersion,
+	}}}
+	var out *api.DeleteResponse
+	err = s.c.onLeader(ctx, "Delete", func(ctx context.Context) error {
+		objs, err := s.c.write(ctx, txn)
+		if err == nil && len(objs) == 1 {
+			out = &api.DeleteResponse{Object: objs[0]}
+		}
+		return err
+	}, func(ctx context.Context, addr string) error {
+		cl, err := s.c.peers.client(addr)
+		if err != nil {
+			return err
+		}
+		out, err = cl.Delete(ctx, req)
+		return err
+	})
+	return out, err
+}
+
+func (s *apiServer) Watch(req *api.WatchRequest, stream grpc.ServerStreamingServer[api.WatchEvent]) error {
+	ctx := stream.Context()
+	var kinds []api.KindInfo
+	if req.Kind == "" {
+		kinds = api.Kinds()
+	} else {
+		k, err := kindInfo(req.Kind)
+		if err != nil {
+			return err
+		}
+		kinds = []api.KindInfo{k}
+	}
+	wantKind := map[string]bool{}
+	for _, k := range kinds {
+		wantKind[k.Kind] = true
+	}
+	matchObj := func(r api.Resource) bool {
+		if req.Namespace != "" && r.GetMetadata().GetNamespace() != "" && r.GetMetadata().GetNamespace() != req.Namespace {
+			return false
+		}
+		if req.NodeName != "" {
+			p, ok := r.(*api.Pod)
+			return ok && p.GetSpec().GetNodeName() == req.NodeName
+		}
+		return true
+	}
+	send := func(typ string, r api.Resource, rv uint64) error {
+		r = proto.Clone(r).(api.Resource)
+		api.SetTypeMeta(r)
+		return stream.Send(&api.WatchEvent{Type: typ, Object: api.Wrap(r), ResourceVersion: fmt.Sprint(rv)})
+	}
+	var from uint64
+	if req.ResourceVersion == "" {
+		// Like Kubernetes: the current state as ADDED events, then changes.
+		var idx uint64
+		for _, k := range kinds {
+			objs, at := s.c.state.List(k.Kind, namespaceFilter(k, req.Namespace), req.NodeName)
+			if idx == 0 || at < idx {
+				idx = at
+			}
+			for _, r := range objs {
+				if matchObj(r) {
+					if err := send("ADDED", r, at); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		from = idx
+	} else {
+		var err error
+		if _, err = fmt.Sscan(req.ResourceVersion, &from); err != nil {
+			return status.Errorf(codes.InvalidArgument, "resourceVersion %q is not a number", req.ResourceVersion)
+		}
+	}
+	for {
+		evs, idx, changed, err := s.c.state.EventsSince(from, func(e Event) bool {
+			return wantKind[api.KindOf(e.Object)] && matchObj(e.Object)
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if err := send(e.Type, e.Object, e.Index); err != nil {
+				return err
+			}
+		}
+		from = idx
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+func namespaceFilter(k api.KindInfo, ns string) string {
+	if !k.Namespaced {
+		return ""
+	}
+	return ns
+}
+
+func (s *apiServer) Token(ctx context.Context, req *api.TokenRequest) (*api.TokenResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	var out *api.TokenResponse
+	err := s.c.onLeader(ctx, "Token", func(ctx context.Context) error {
+		sec := s.c.state.Secrets()
+		if sec == nil {
+			return status.Error(codes.Unavailable, "the cluster is still starting")
+		}
+		if req.Rotate {
+			secret, err := NewJoinSecret()
+			if err != nil {
+				return err
+			}
+			next := proto.Clone(sec).(*storepb.ClusterSecrets)
+			next.JoinSecret = secret
+			if _, err := s.c.write(ctx, &storepb.Txn{SetSecrets: next, TimeUnixNano: time.Now().UnixNano()}); err != nil {
+				return err
+			}
+			s.c.log.Info("join token rotated")
+			sec = next
+		}
+		tok, err := tokenFrom(sec)
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+		out = &api.TokenResponse{Token: tok}
+		for _, m := range s.c.members.Members() {
+			if m.Alive {
+				out.Endpoints = append(out.Endpoints, m.Meta.API)
+			}
+		}
+		return nil
+	}, func(ctx context.Context, addr string) error {
+		cl, err := s.c.peers.client(addr)
+		if err != nil {
+			return err
+		}
+		out, err = cl.Token(ctx, req)
+		return err
+	})
+	return out, err
+}
+
+func (s *apiServer) RemoveNode(ctx context.Context, req *api.RemoveNodeRequest) (*api.RemoveNodeResponse, error) {
+	if err := requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if req.Name == "" {
+		return nil, status.Error(codes.InvalidArgument, "node name required")
+	}
+	err := s.c.onLeader(ctx, "RemoveNode", func(ctx context.Context) error {
+		return s.c.removeNode(ctx, req.Name)
+	}, func(ctx context.Context, addr string) error {
+		cl, err := s.c.peers.client(addr)
+		if err != nil {
+			return err
+		}
+		_, err = cl.RemoveNode(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &api.RemoveNodeResponse{}, nil
+}
+
+func (s *apiServer) Version(ctx context.Context, req *api.VersionRequest) (*api.VersionResponse, error) {
+	out := &api.VersionResponse{Version: s.c.cfg.Version, Node: s.c.id.Name}
+	if _, id := s.c.raft.raft.LeaderWithID(); id != "" {
+		if string(id) == s.c.id.ID {
+			out.Leader = s.c.id.Name
+		} else if m, ok := s.c.members.Member(string(id)); ok {
+			out.Leader = m.Meta.Name
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,439 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/shoalproj/shoal/api"
+	"github.com/shoalproj/shoal/cluster/storepb"
+)
+
+// record is a row of a kind's table. Objects inside are never modified
+// after insertion: a change inserts a new record.
+type record struct {
+	Key      string // namespace/name, or name for cluster-wide kinds
+	NodeName string // pods: spec.nodeName
+	Obj      api.Resource
+}
+
+func stateSchema() *memdb.DBSchema {
+	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{}}
+	for _, k := range api.Kinds() {
+		s.Tables[k.Kind] = &memdb.TableSchema{
+			Name: k.Kind,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id":   {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+				"node": {Name: "node", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "NodeName"}},
+			},
+		}
+	}
+	return s
+}
+
+// Event is one change of one object, as watches deliver it.
+type Event struct {
+	Type   string // ADDED, MODIFIED, DELETED
+	Index  uint64
+	Object api.Resource
+}
+
+// eventLogSize bounds the changes kept for watches that resume from an older
+// resourceVersion; older ones must re-list.
+const eventLogSize = 65536
+
+// State is one replica's copy of the desired state: indexed tables in
+// go-memdb, the index of the last applied raft entry, the cluster secrets,
+// and a bounded log of recent changes for watches. The FSM is its only
+// writer.
+type State struct {
+	db *memdb.MemDB
+
+	mu      sync.Mutex
+	index   uint64
+	secrets *storepb.ClusterSecrets
+	events  []Event // ring of recent events, oldest first
+	// firstIndex is the lowest resourceVersion a watch can resume from:
+	// every event after it is in events.
+	firstIndex uint64
+	notify     chan struct{} // closed and replaced on every applied entry
+}
+
+// NewState returns an empty state.
+func NewState() *State {
+	db, err := memdb.NewMemDB(stateSchema())
+	if err != nil {
+		panic(fmt.Sprintf("state schema: %v", err)) // the schema is static
+	}
+	return &State{db: db, notify: make(chan struct{})}
+}
+
+// Index is the raft index of the last entry applied.
+func (s *State) Index() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.index
+}
+
+// Secrets returns the cluster secrets, or nil before --init wrote them.
+func (s *State) Secrets() *storepb.ClusterSecrets {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.secrets
+}
+
+// WaitIndex blocks until the state has applied index, or ctx ends.
+func (s *State) WaitIndex(ctx context.Context, index uint64) error {
+	for {
+		s.mu.Lock()
+		cur, ch := s.index, s.notify
+		s.mu.Unlock()
+		if cur >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// readTxn returns a consistent read-only view of every table and the index
+// it reflects.
+func (s *State) readTxn() (*memdb.Txn, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db.Txn(false), s.index
+}
+
+// Get returns one object, or nil.
+func (s *State) Get(kind, namespace, name string) api.Resource {
+	txn, _ := s.readTxn()
+	raw, err := txn.First(kind, "id", api.Key(namespace, name))
+	if err != nil || raw == nil {
+		return nil
+	}
+	return raw.(*record).Obj
+}
+
+// List returns the objects of a kind, in one namespace (or all when
+// namespace is empty), bound to one node when nodeName is set, sorted by
+// key, with the index they were read at.
+func (s *State) List(kind, namespace, nodeName string) ([]api.Resource, uint64) {
+	txn, idx := s.readTxn()
+	var it memdb.ResultIterator
+	var err error
+	switch {
+	case nodeName != "":
+		it, err = txn.Get(kind, "node", nodeName)
+	case namespace != "":
+		it, err = txn.Get(kind, "id_prefix", namespace+"/")
+	default:
+		it, err = txn.Get(kind, "id")
+	}
+	if err != nil {
+		return nil, idx
+	}
+	var out []api.Resource
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		r := raw.(*record)
+		if namespace != "" && !strings.HasPrefix(r.Key, namespace+"/") {
+			continue
+		}
+		out = append(out, r.Obj)
+	}
+	sort.Slice(out, func(i, j int) bool { return api.KeyOf(out[i]) < api.KeyOf(out[j]) })
+	return out, idx
+}
+
+// EventsSince returns the events after index that match filter, and a
+// channel closed when more arrive. It fails with OutOfRange when the events
+// after index are no longer kept (the watcher must re-list).
+func (s *State) EventsSince(index uint64, match func(Event) bool) ([]Event, uint64, <-chan struct{}, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if index < s.firstIndex {
+		return nil, 0, nil, status.Errorf(codes.OutOfRange,
+			"resourceVersion %d is too old: changes are kept from %d on; list again and watch from the list's resourceVersion", index, s.firstIndex)
+	}
+	// events are sorted by index: find the first after index.
+	i := sort.Search(len(s.events), func(i int) bool { return s.events[i].Index > index })
+	var out []Event
+	for _, e := range s.events[i:] {
+		if match(e) {
+			out = append(out, e)
+		}
+	}
+	return out, s.index, s.notify, nil
+}
+
+// applyTxns applies one raft entry: each transaction all or nothing, in
+// order. It returns one result per transaction.
+func (s *State) applyTxns(index uint64, txns []*storepb.Txn) []*storepb.TxnResult {
+	// The lock is held for the whole entry so that a reader never sees the
+	// tables of one index with the index of another.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	results := make([]*storepb.TxnResult, len(txns))
+	var events []Event
+	for i, t := range txns {
+		res, evs := s.applyTxnLocked(index, t)
+		results[i] = res
+		events = append(events, evs...)
+	}
+	s.index = index
+	s.appendEventsLocked(events)
+	close(s.notify)
+	s.notify = make(chan struct{})
+	return results
+}
+
+func (s *State) appendEventsLocked(events []Event) {
+	s.events = append(s.events, events...)
+	if over := len(s.events) - eventLogSize; over > 0 {
+		s.firstIndex = s.events[over-1].Index
+		// Drop whole raft entries only, so that no index is half kept.
+		for over < len(s.events) && s.events[over].Index == s.firstIndex {
+			over++
+		}
+		s.events = append([]Event(nil), s.events[over:]...)
+	}
+}
+
+func (s *State) applyTxnLocked(index uint64, t *storepb.Txn) (*storepb.TxnResult, []Event) {
+	if t.SetSecrets != nil {
+		s.secrets = proto.Clone(t.SetSecrets).(*storepb.ClusterSecrets)
+		return &storepb.TxnResult{}, nil
+	}
+	txn := s.db.Txn(true)
+	now := time.Unix(0, t.TimeUnixNano).UTC()
+	var out []*api.Object
+	var events []Event
+	for i, op := range t.Ops {
+		obj, ev, err := applyOp(txn, index, now, op)
+		if err != nil {
+			txn.Abort()
+			st, _ := status.FromError(err)
+			msg := st.Message()
+			if len(t.Ops) > 1 {
+				msg = fmt.Sprintf("object %d of %d: %s (nothing was changed)", i+1, len(t.Ops), msg)
+			}
+			return &storepb.TxnResult{Code: int32(st.Code()), Message: msg}, nil
+		}
+		out = append(out, api.Wrap(obj))
+		if ev != nil {
+			events = append(events, *ev)
+		}
+	}
+	txn.Commit()
+	return &storepb.TxnResult{Objects: out}, events
+}
+
+func applyOp(txn *memdb.Txn, index uint64, now time.Time, op *storepb.Op) (api.Resource, *Event, error) {
+	rv := strconv.FormatUint(index, 10)
+	switch op.Type {
+	case storepb.Op_DELETE:
+		key := api.Key(op.Namespace, op.Name)
+		raw, err := txn.First(op.Kind, "id", key)
+		if err != nil {
+			return nil, nil, status.Errorf(codes.Internal, "delete %s %s: %v", op.Kind, key, err)
+		}
+		if raw == nil {
+			return nil, nil, status.Errorf(codes.NotFound, "%s %q not found", strings.ToLower(op.Kind), key)
+		}
+		cur := raw.(*record).Obj
+		if op.ResourceVersion != "" && op.ResourceVersion != cur.GetMetadata().GetResourceVersion() {
+			return nil, nil, conflictError(op.Kind, key, op.ResourceVersion, cur)
+		}
+		if err := txn.Delete(op.Kind, raw); err != nil {
+			return nil, nil, status.Errorf(codes.Internal, "delete %s %s: %v", op.Kind, key, err)
+		}
+		gone := proto.Clone(cur).(api.Resource)
+		gone.GetMetadata().ResourceVersion = rv
+		return gone, &Event{Type: "DELETED", Index: index, Object: gone}, nil
+
+	case storepb.Op_PUT:
+		in := op.Object.Resource()
+		if in == nil {
+			return nil, nil, status.Error(codes.InvalidArgument, "empty object")
+		}
+		kind := api.KindOf(in)
+		key := api.KeyOf(in)
+		raw, err := txn.First(kind, "id", key)
+		if err != nil {
+			return nil, nil, status.Errorf(codes.Internal, "put %s %s: %v", kind, key, err)
+		}
+		var cur api.Resource
+		if raw != nil {
+			cur = raw.(*record).Obj
+		}
+		if cur != nil && op.CreateOnly {
+			return nil, nil, status.Errorf(codes.AlreadyExists, "%s %q already exists", strings.ToLower(kind), key)
+		}
+		if op.ResourceVersion != "" {
+			if cur == nil {
+				return nil, nil, status.Errorf(codes.NotFound, "%s %q not found (the write names resourceVersion %s)", strings.ToLower(kind), key, op.ResourceVersion)
+			}
+			if op.ResourceVersion != cur.GetMetadata().GetResourceVersion() {
+				return nil, nil, conflictError(kind, key, op.ResourceVersion, cur)
+			}
+		}
+		next, evType, err := mergeObject(cur, in, op, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		if evType == "" { // unchanged
+			return cur, nil, nil
+		}
+		next.GetMetadata().ResourceVersion = rv
+		if err := txn.Insert(kind, &record{Key: key, NodeName: nodeNameOf(next), Obj: next}); err != nil {
+			return nil, nil, status.Errorf(codes.Internal, "put %s %s: %v", kind, key, err)
+		}
+		return next, &Event{Type: evType, Index: index, Object: next}, nil
+	}
+	return nil, nil, status.Errorf(codes.InvalidArgument, "unknown operation %v", op.Type)
+}
+
+func conflictError(kind, key, want string, cur api.Resource) error {
+	return status.Errorf(codes.Aborted,
+		"conflict: %s %q is at resourceVersion %s, the write names %s; read it again and retry",
+		strings.ToLower(kind), key, cur.GetMetadata().GetResourceVersion(), want)
+}
+
+// mergeObject computes the object to store for a PUT of in over cur (nil
+// when new). Spec writes keep the stored status; status writes keep
+// everything but status. It returns "" as the event type when nothing
+// changes.
+func mergeObject(cur, in api.Resource, op *storepb.Op, now time.Time) (api.Resource, string, error) {
+	if cur == nil {
+		if op.StatusOnly {
+			return nil, "", status.Errorf(codes.NotFound, "%s %q not found", strings.ToLower(api.KindOf(in)), api.KeyOf(in))
+		}
+		next := proto.Clone(in).(api.Resource)
+		m := next.GetMetadata()
+		m.Uid = op.NewUid
+		m.Generation = 1
+		m.CreationTimestamp = now.Format(time.RFC3339)
+		m.DeletionTimestamp = ""
+		clearTypeMeta(next)
+		return next, "ADDED", nil
+	}
+	var next api.Resource
+	if op.StatusOnly {
+		next = proto.Clone(cur).(api.Resource)
+		copyField(next, in, "status")
+	} else {
+		next = proto.Clone(in).(api.Resource)
+		copyField(next, cur, "status")
+		m, cm := next.GetMetadata(), cur.GetMetadata()
+		m.Uid = cm.Uid
+		m.CreationTimestamp = cm.CreationTimestamp
+		m.DeletionTimestamp = cm.DeletionTimestamp
+		m.Generation = cm.Generation
+		if !proto.Equal(specOf(next), specOf(cur)) {
+			m.Generation++
+		}
+		clearTypeMeta(next)
+	}
+	next.GetMetadata().ResourceVersion = cur.GetMetadata().ResourceVersion
+	if proto.Equal(next, cur) {
+		return nil, "", nil
+	}
+	return next, "MODIFIED", nil
+}
+
+// specOf is the object without metadata and status: what generation
+// counts changes of.
+func specOf(r api.Resource) proto.Message {
+	c := proto.Clone(r)
+	m := c.ProtoReflect()
+	for _, name := range []protoreflect.Name{"metadata", "status", "api_version", "kind"} {
+		if fd := m.Descriptor().Fields().ByName(name); fd != nil {
+			m.Clear(fd)
+		}
+	}
+	return c
+}
+
+// copyField sets field name of dst to src's (cleared when src has none).
+func copyField(dst, src api.Resource, name protoreflect.Name) {
+	dm := dst.ProtoReflect()
+	fd := dm.Descriptor().Fields().ByName(name)
+	if fd == nil {
+		return
+	}
+	sm := src.ProtoReflect()
+	if sm.Has(fd) {
+		dm.Set(fd, protoreflect.ValueOfMessage(proto.Clone(sm.Get(fd).Message().Interface()).ProtoReflect()))
+	} else {
+		dm.Clear(fd)
+	}
+}
+
+// clearTypeMeta drops apiVersion and kind: the table says the kind, and
+// the API sets them on the way out.
+func clearTypeMeta(r api.Resource) {
+	m := r.ProtoReflect()
+	for _, name := range []protoreflect.Name{"api_version", "kind"} {
+		if fd := m.Descriptor().Fields().ByName(name); fd != nil {
+			m.Clear(fd)
+		}
+	}
+}
+
+func nodeNameOf(r api.Resource) string {
+	if p, ok := r.(*api.Pod); ok {
+		return p.GetSpec().GetNodeName()
+	}
+	return ""
+}
+
+// restore replaces the whole state with the objects of a snapshot.
+func (s *State) restore(index uint64, secrets *storepb.ClusterSecrets, objs []api.Resource) error {
+	db, err := memdb.NewMemDB(stateSchema())
+	if err != nil {
+		return err
+	}
+	txn := db.Txn(true)
+	for _, o := range objs {
+		if err := txn.Insert(api.KindOf(o), &record{Key: api.KeyOf(o), NodeName: nodeNameOf(o), Obj: o}); err != nil {
+			txn.Abort()
+			return fmt.Errorf("restore %s %s: %w", api.KindOf(o), api.KeyOf(o), err)
+		}
+	}
+	txn.Commit()
+	s.mu.Lock()
+	s.db = db
+	s.index = index
+	s.secrets = secrets
+	s.events = nil
+	s.firstIndex = index
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.mu.Unlock()
+	return nil
+}
+
+// snapshotView is a consistent read-only view for a snapshot.
+type snapshotView struct {
+	index   uint64
+	secrets *storepb.ClusterSecrets
+	txn     *memdb.Txn
+}
+
+func (s *State) snapshotView() *snapshotView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &snapshotView{index: s.index, secrets: s.secrets, txn: s.db.Txn(false)}
+}
