@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -70,7 +71,8 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 		Handler:           mux,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          nil,
+		// Handshakes refused for want of a valid certificate are routine.
+		ErrorLog: slog.NewLogLogger(c.log.With("component", "api").Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ServeTLS(ln, "", "") }()

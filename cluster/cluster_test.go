@@ -193,3 +193,179 @@ func TestClusterFormsAndReplicates(t *testing.T) {
 		t.Fatalf("consistent read: %v", err)
 	}
 }
+
+func TestFiveNodesHaveFiveVoters(t *testing.T) {
+	nodes, res := testCluster(t, 5, "127.0.2.")
+	cl := adminClient(t, res, nodes[4].c.APIAddress())
+	waitFor(t, 30*time.Second, "5 ready nodes, 5 voters", func() (bool, string) {
+		roles, seen := nodeTable(context.Background(), cl)
+		l, v, _, r := countRoles(roles)
+		return len(roles) == 5 && l == 1 && v == 5 && r == 5, seen
+	})
+}
+
+func TestFourNodesPromoteNonvoterWhenVoterDies(t *testing.T) {
+	nodes, res := testCluster(t, 4, "127.0.3.")
+	ctx := context.Background()
+	cl := adminClient(t, res, nodes[0].c.APIAddress())
+	waitFor(t, 30*time.Second, "4 ready nodes, 3 voters, 1 non-voter", func() (bool, string) {
+		roles, seen := nodeTable(ctx, cl)
+		l, v, nv, r := countRoles(roles)
+		return len(roles) == 4 && l == 1 && v == 3 && nv == 1 && r == 4, seen
+	})
+	roles, _ := nodeTable(ctx, cl)
+	// Stop a voter that is not the leader; the non-voter must take its place.
+	var victim, spare *testNode
+	for _, n := range nodes {
+		switch {
+		case strings.HasPrefix(roles[n.cfg.NodeName], RoleVoter) && victim == nil:
+			victim = n
+		case strings.HasPrefix(roles[n.cfg.NodeName], RoleNonvoter):
+			spare = n
+		}
+	}
+	victim.stop()
+	waitFor(t, 30*time.Second, "non-voter "+spare.cfg.NodeName+" promoted after "+victim.cfg.NodeName+" died", func() (bool, string) {
+		roles, seen := nodeTable(ctx, cl)
+		_, v, _, _ := countRoles(roles)
+		return strings.HasPrefix(roles[spare.cfg.NodeName], RoleVoter) && v == 3 &&
+			strings.HasPrefix(roles[victim.cfg.NodeName], RoleNone+"/False"), seen
+	})
+}
+
+func TestLeaderLossAndFullRestartKeepEverything(t *testing.T) {
+	nodes, res := testCluster(t, 3, "127.0.4.")
+	ctx := context.Background()
+	clients := make([]api.ShoalClient, len(nodes))
+	for i, n := range nodes {
+		clients[i] = adminClient(t, res, n.c.APIAddress())
+	}
+	waitFor(t, 20*time.Second, "3 voters", func() (bool, string) {
+		roles, seen := nodeTable(ctx, clients[0])
+		_, v, _, r := countRoles(roles)
+		return v == 3 && r == 3, seen
+	})
+	var objs []*api.Object
+	for i := 0; i < 100; i++ {
+		objs = append(objs, api.Wrap(&api.Service{
+			Metadata: &api.ObjectMeta{Name: fmt.Sprintf("svc-%03d", i)},
+			Spec:     &api.ServiceSpec{Selector: map[string]string{"app": "x"}, Ports: []*api.ServicePort{{Port: int32(1000 + i)}}},
+		}))
+	}
+	// Several writes at once: one object per call, concurrently.
+	errs := make(chan error, len(objs))
+	for i, o := range objs {
+		go func() {
+			_, err := clients[i%3].Apply(ctx, &api.ApplyRequest{Objects: []*api.Object{o}})
+			errs <- err
+		}()
+	}
+	for range objs {
+		if err := <-errs; err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+	}
+	// Kill the leader; a write through a survivor succeeds soon after.
+	leader := -1
+	for i, n := range nodes {
+		if n.c.isLeader() {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	nodes[leader].stop()
+	killed := time.Now()
+	survivor := clients[(leader+1)%3]
+	extra := api.Wrap(&api.Service{Metadata: &api.ObjectMeta{Name: "after-kill"},
+		Spec: &api.ServiceSpec{Ports: []*api.ServicePort{{Port: 80}}}})
+	for {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := survivor.Apply(wctx, &api.ApplyRequest{Objects: []*api.Object{extra}})
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Since(killed) > 5*time.Second {
+			t.Fatalf("no write accepted within 5 s of killing the leader: %v", err)
+		}
+	}
+	t.Logf("write accepted %v after the leader was killed", time.Since(killed).Round(time.Millisecond))
+
+	// Restart everything from the data directories alone.
+	for _, n := range nodes {
+		n.stop()
+	}
+	for i, n := range nodes {
+		nodes[i] = startTestNode(t, Config{DataDir: n.cfg.DataDir, AdvertiseAddr: n.cfg.AdvertiseAddr})
+	}
+	for i, n := range nodes {
+		cl := adminClient(t, res, n.c.APIAddress())
+		waitFor(t, 20*time.Second, fmt.Sprintf("101 services on node %d after restart", i+1), func() (bool, string) {
+			list, err := cl.List(ctx, &api.ListRequest{Kind: "Service", Consistent: i == 0})
+			if err != nil {
+				return false, err.Error()
+			}
+			return len(list.Items) == 101, fmt.Sprintf("%d services", len(list.Items))
+		})
+	}
+	// Identical on every node.
+	var want string
+	for i, n := range nodes {
+		list, _ := n.c.State().List("Service", "", "")
+		var b strings.Builder
+		for _, r := range list {
+			j, _ := api.MarshalJSON(r)
+			b.Write(j)
+		}
+		if i == 0 {
+			want = b.String()
+		} else if b.String() != want {
+			t.Fatalf("node %d's services differ from node 1's", i+1)
+		}
+	}
+}
+
+func TestJoinRefusesBadTokens(t *testing.T) {
+	nodes, res := testCluster(t, 1, "127.0.5.")
+	ctx := context.Background()
+	cl := adminClient(t, res, nodes[0].c.APIAddress())
+	waitFor(t, 10*time.Second, "1 node", func() (bool, string) {
+		roles, seen := nodeTable(ctx, cl)
+		return len(roles) == 1, seen
+	})
+	tok, _ := ParseJoinToken(res.Token)
+	otherCA, _ := NewCA("other")
+	rotated, err := cl.Token(ctx, &api.TokenRequest{Rotate: true})
+	if err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if rotated.Token == res.Token {
+		t.Fatal("rotation kept the token")
+	}
+	for _, tc := range []struct{ name, token, want string }{
+		{"malformed", "SHOAL-1-abc", "invalid join token"},
+		{"wrong secret", JoinToken{Fingerprint: tok.Fingerprint, Secret: strings.Repeat("a", 32)}.String(), "secret"},
+		{"rotated", res.Token, "secret"},
+		{"other CA", JoinToken{Fingerprint: Fingerprint(otherCA.Cert.Raw), Secret: tok.Secret}.String(), "fingerprint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Start(ctx, Config{DataDir: t.TempDir(), NodeName: "intruder", AdvertiseAddr: "127.0.5.9",
+				Join: nodes[0].c.APIAddress(), Token: tc.token, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want an error about %q, got %v", tc.want, err)
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
+	// The current token works.
+	n2 := startTestNode(t, Config{DataDir: t.TempDir(), NodeName: "n2", AdvertiseAddr: "127.0.5.2",
+		Join: nodes[0].c.APIAddress(), Token: rotated.Token})
+	_ = n2
+	waitFor(t, 10*time.Second, "2 nodes, no intruder", func() (bool, string) {
+		roles, seen := nodeTable(ctx, cl)
+		_, ok := roles["intruder"]
+		return len(roles) == 2 && !ok, seen
+	})
+}

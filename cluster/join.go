@@ -43,14 +43,29 @@ func (c *Cluster) joinCluster(ctx context.Context) error {
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := api.NewJoinClient(cc).Join(ctx, &api.JoinRequest{
+	req := &api.JoinRequest{
 		NodeId:        id.ID,
 		NodeName:      id.Name,
 		NameExplicit:  c.cfg.NodeName != "",
 		Csr:           csrPEM,
 		Proof:         JoinProof(tok.Secret, csrPEM),
 		AdvertiseAddr: id.AdvertiseAddr,
-	}, grpc.WaitForReady(false))
+	}
+	var resp *api.JoinResponse
+	for {
+		resp, err = api.NewJoinClient(cc).Join(ctx, req)
+		// A node that is still starting refuses connections or has no
+		// leader yet: wait for it. Every other answer is final.
+		if err == nil || !retryableForward(err) && !strings.Contains(err.Error(), "still starting") {
+			break
+		}
+		c.log.Info("join: waiting for the node to answer", "node", c.cfg.Join, "err", err)
+		select {
+		case <-ctx.Done():
+			return joinError(c.cfg.Join, err)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return joinError(c.cfg.Join, err)
 	}

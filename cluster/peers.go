@@ -84,4 +84,3 @@ func defaultAdvertiseAddr() (string, error) {
 	}
 	return "", fmt.Errorf("choose an advertise address (pass --advertise-addr): %w", err)
 }
-

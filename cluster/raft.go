@@ -96,11 +96,11 @@ func openRaft(dir, nodeID, bind string, advertise net.Addr, creds NodeCredential
 		return nil, err
 	}
 	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:                layer,
-		MaxPool:               4,
-		Timeout:               5 * time.Second,
-		Logger:                logger,
-		MaxRPCsInFlight:       64,
+		Stream:          layer,
+		MaxPool:         4,
+		Timeout:         5 * time.Second,
+		Logger:          logger,
+		MaxRPCsInFlight: 64,
 	})
 	cfg := raftConfig(nodeID, logger)
 	if bootstrap {

@@ -40,7 +40,7 @@ func retryableForward(err error) bool {
 	}
 	msg := st.Message()
 	return strings.Contains(msg, notLeaderMessage) || strings.Contains(msg, "while dialing") ||
-		strings.Contains(msg, "connection refused") || strings.Contains(msg, "authentication handshake failed")
+		strings.Contains(msg, "connection refused")
 }
 
 // maxLeaderWait bounds how long a call waits for a leader when the caller
