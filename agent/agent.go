@@ -46,5 +46,10 @@ func Run(ctx context.Context, cfg Config) error {
 			cfg.OnInit(fmt.Sprintf("shoal agent --join %s --token %s", res.APIAddress, res.Token))
 		}
 	}
+	go func() {
+		if err := reportNodeInfo(ctx, c.LocalAPI(), c.NodeName(), cfg.Cluster.Version); err != nil && ctx.Err() == nil {
+			log.Warn("node info not reported", "err", err)
+		}
+	}()
 	return c.ServeAPI(ctx)
 }

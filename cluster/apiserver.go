@@ -25,6 +25,10 @@ func raftServerID(id string) raft.ServerID { return raft.ServerID(id) }
 
 func splitHostPort(addr string) (string, string, error) { return net.SplitHostPort(addr) }
 
+// LocalAPI is this node's API server, for in-process callers (the agent).
+// Calls run as this node.
+func (c *Cluster) LocalAPI() api.ShoalServer { return c.localAPI }
+
 // ServeAPI serves the API (gRPC and HTTP/JSON on one TLS port) until ctx
 // ends.
 func (c *Cluster) ServeAPI(ctx context.Context) error {
@@ -39,7 +43,7 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 	}
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(authUnary), grpc.ChainStreamInterceptor(authStream),
 		grpc.MaxRecvMsgSize(16<<20))
-	srv := &apiServer{c: c}
+	srv := c.localAPI
 	api.RegisterShoalServer(gs, srv)
 	api.RegisterJoinServer(gs, &joinServer{c: c})
 	httpAPI := api.NewHTTPHandler(srv)
@@ -65,6 +69,8 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 			metrics.ServeHTTP(w, r)
 			return
 		}
+		// The HTTP face gives the server methods the caller's certificate
+		// the way gRPC does (peer.FromContext).
 		httpAPI.ServeHTTP(w, r)
 	})
 	hs := &http.Server{

@@ -133,6 +133,7 @@ type Cluster struct {
 
 	proposals chan *proposal
 	peers     *peerClients
+	localAPI  *apiServer
 
 	mu          sync.Mutex
 	leaderReady bool // this node leads and has committed an entry of its term
@@ -161,6 +162,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger, state: NewState(), proposals: make(chan *proposal, 4096)}
 	c.metrics = newMetrics(cfg.Registry, c)
+	c.localAPI = &apiServer{c: c}
 
 	id, existing, err := loadIdentity(cfg.DataDir)
 	if err != nil {

@@ -1,0 +1,51 @@
+# shoal — build, test, benchmark.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN := bin/shoal
+
+.PHONY: all build test unit e2e lint deps demo demo-down bench bench-store proto clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/shoal
+
+# The test command of the README and of .ci/run: unit tests, in-process
+# cluster tests, then end-to-end tests of the built binary.
+test: deps lint unit e2e
+
+unit:
+	$(GO) test -race -count=1 ./api/... ./cluster/... ./scheduler/... ./agent/... ./lb/... ./cmd/...
+
+e2e: build
+	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./e2e/...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Installs the Debian packages the tests and benchmarks need (as root).
+deps:
+	@bash hack/deps.sh
+
+# A local 3-node cluster on 127.0.0.11-13 with an example applied.
+demo: build
+	@bash hack/demo.sh up
+
+demo-down:
+	@bash hack/demo.sh down
+
+bench: bench-store
+
+bench-store: build
+	$(GO) run ./e2e/bench/storebench -shoal $(CURDIR)/$(BIN)
+
+proto:
+	cd api && protoc -I. -I/usr/include --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative shoal.proto
+	cd cluster/storepb && protoc -I. -I../../api -I/usr/include --go_out=. --go_opt=paths=source_relative --go_opt=Mshoal.proto=github.com/shoalproj/shoal/api store.proto
+
+clean:
+	rm -rf bin
