@@ -25,6 +25,18 @@ func raftServerID(id string) raft.ServerID { return raft.ServerID(id) }
 
 func splitHostPort(addr string) (string, string, error) { return net.SplitHostPort(addr) }
 
+// listenAPI binds the API port early, so that a port in use fails the
+// start and clients can connect as soon as Start returns.
+func (c *Cluster) listenAPI() error {
+	bind := net.JoinHostPort(c.id.BindAddr, strconv.Itoa(c.id.APIPort))
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return fmt.Errorf("API listen on %s: %w", bind, err)
+	}
+	c.apiListener = ln
+	return nil
+}
+
 // LocalAPI is this node's API server, for in-process callers (the agent).
 // Calls run as this node.
 func (c *Cluster) LocalAPI() api.ShoalServer { return c.localAPI }
@@ -36,11 +48,7 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	bind := net.JoinHostPort(c.id.BindAddr, strconv.Itoa(c.id.APIPort))
-	ln, err := net.Listen("tcp", bind)
-	if err != nil {
-		return fmt.Errorf("API listen on %s: %w", bind, err)
-	}
+	ln := c.apiListener
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(authUnary), grpc.ChainStreamInterceptor(authStream),
 		grpc.MaxRecvMsgSize(16<<20))
 	srv := c.localAPI

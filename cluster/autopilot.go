@@ -93,6 +93,9 @@ func planRaftMembership(in autopilotInput) []raftChange {
 		}
 	}
 	target := targetVoters(len(known))
+	for target > 1 && target > in.MaxReplicas {
+		target -= 2 // voters are replicas too, and stay odd
+	}
 
 	var changes []raftChange
 	voters := 0

@@ -60,6 +60,10 @@ type Config struct {
 	// replaced; default 10 s.
 	Stabilization time.Duration
 
+	// TrailingLogs is how many raft entries stay after a snapshot compacts
+	// the log (default 10240); a follower further behind gets the snapshot.
+	TrailingLogs uint64
+
 	Version  string
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
@@ -80,6 +84,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Stabilization == 0 {
 		c.Stabilization = 10 * time.Second
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -134,6 +141,9 @@ type Cluster struct {
 	proposals chan *proposal
 	peers     *peerClients
 	localAPI  *apiServer
+	replica   readReplica
+
+	apiListener net.Listener
 
 	mu          sync.Mutex
 	leaderReady bool // this node leads and has committed an entry of its term
@@ -161,6 +171,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger, state: NewState(), proposals: make(chan *proposal, 4096)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.metrics = newMetrics(cfg.Registry, c)
 	c.localAPI = &apiServer{c: c}
 
@@ -191,22 +202,29 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("%s holds no node: start with --init to create a cluster or --join HOST:PORT --token TOKEN to join one", cfg.DataDir)
 	}
 
+	fail := func(err error) (*Cluster, error) {
+		c.Close()
+		return nil, err
+	}
+	c.peers = newPeerClients(c.creds)
+	if err := c.listenAPI(); err != nil {
+		return fail(err)
+	}
 	gossipKey, err := os.ReadFile(filepath.Join(cfg.DataDir, "gossip.key"))
 	if err != nil {
-		return nil, fmt.Errorf("gossip key: %w", err)
+		return fail(fmt.Errorf("gossip key: %w", err))
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.peers = newPeerClients(c.creds)
 
 	f := &fsm{state: c.state}
 	raftAdv, err := net.ResolveTCPAddr("tcp", c.id.raftAddr())
 	if err != nil {
-		return nil, fmt.Errorf("raft address: %w", err)
+		return fail(fmt.Errorf("raft address: %w", err))
 	}
 	c.raft, err = openRaft(filepath.Join(cfg.DataDir, "raft"), c.id.ID,
-		net.JoinHostPort(c.id.BindAddr, strconv.Itoa(c.id.RaftPort)), raftAdv, c.creds, f, bootstrap, c.log)
+		net.JoinHostPort(c.id.BindAddr, strconv.Itoa(c.id.RaftPort)), raftAdv, c.creds, f, bootstrap, cfg.TrailingLogs, c.log)
 	if err != nil {
-		return nil, err
+		c.raft = nil
+		return fail(err)
 	}
 	c.members, err = startMembership(membershipConfig{
 		NodeID:        c.id.ID,
@@ -218,19 +236,19 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		Key:           gossipKey,
 	}, c.log)
 	if err != nil {
-		c.raft.close()
-		return nil, err
+		c.members = nil
+		return fail(err)
 	}
 
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go func() { defer c.wg.Done(); c.batchLoop(c.ctx) }()
+	go func() { defer c.wg.Done(); c.roleLoop(c.ctx) }()
 	go func() { defer c.wg.Done(); c.leadershipLoop(c.ctx) }()
 	go func() { defer c.wg.Done(); c.gossipJoinLoop(c.ctx) }()
 
 	if cfg.Init && !existing {
 		if err := c.finishInit(ctx); err != nil {
-			c.Close()
-			return nil, err
+			return fail(err)
 		}
 	}
 	c.log.Info("node started", "node", c.id.Name, "id", c.id.ID, "api", c.id.apiAddr())
@@ -262,6 +280,9 @@ func (c *Cluster) Close() error {
 		errs = append(errs, c.raft.close())
 	}
 	c.peers.close()
+	if c.apiListener != nil {
+		c.apiListener.Close() // already closed when ServeAPI ran
+	}
 	return errors.Join(errs...)
 }
 
@@ -548,6 +569,10 @@ func (c *Cluster) isLeaderReady() bool {
 
 // leaderAPI returns the API address of the current leader, or "".
 func (c *Cluster) leaderAPI() string {
+	// A node outside the replicas has no current raft view of its own.
+	if addr := c.replica.leaderAPI(); addr != "" {
+		return addr
+	}
 	_, id := c.raft.raft.LeaderWithID()
 	if id == "" {
 		return ""

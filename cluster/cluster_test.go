@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/shoalproj/shoal/api"
 )
@@ -368,4 +370,108 @@ func TestJoinRefusesBadTokens(t *testing.T) {
 		_, ok := roles["intruder"]
 		return len(roles) == 2 && !ok, seen
 	})
+}
+
+// A node beyond the bounded replicas holds no log, yet its API answers
+// reads, watches and writes through a replica.
+func TestNodeBeyondReplicasServesThroughReplica(t *testing.T) {
+	dir := t.TempDir()
+	first := startTestNode(t, Config{DataDir: filepath.Join(dir, "n1"), NodeName: "n1", AdvertiseAddr: "127.0.6.1", Init: true, MaxReplicas: 1})
+	res := first.c.InitResult()
+	second := startTestNode(t, Config{DataDir: filepath.Join(dir, "n2"), NodeName: "n2", AdvertiseAddr: "127.0.6.2",
+		Join: first.c.APIAddress(), Token: res.Token, MaxReplicas: 1})
+	ctx := context.Background()
+	cl := adminClient(t, res, second.c.APIAddress())
+	waitFor(t, 20*time.Second, "n2 with role none, both Ready, read through n2", func() (bool, string) {
+		roles, seen := nodeTable(ctx, cl)
+		return roles["n1"] == RoleLeader+"/True" && roles["n2"] == RoleNone+"/True", seen
+	})
+	if idx := second.c.State().Index(); idx != 0 {
+		t.Fatalf("n2 holds a log up to %d; want none", idx)
+	}
+	svc := &api.Service{Metadata: &api.ObjectMeta{Name: "via-n2"}, Spec: &api.ServiceSpec{Ports: []*api.ServicePort{{Port: 80}}}}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := cl.Watch(wctx, &api.WatchRequest{Kind: "Service"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Apply(ctx, &api.ApplyRequest{Objects: []*api.Object{api.Wrap(svc)}}); err != nil {
+		t.Fatalf("write through n2: %v", err)
+	}
+	ev, err := w.Recv()
+	if err != nil || ev.Type != "ADDED" || ev.Object.GetService().GetMetadata().GetName() != "via-n2" {
+		t.Fatalf("watch through n2: %v %v", ev, err)
+	}
+	if _, err := cl.Get(ctx, &api.GetRequest{Kind: "svc", Name: "via-n2"}); err != nil {
+		t.Fatalf("read through n2: %v", err)
+	}
+}
+
+// Snapshots on real raft: a restarted node restores from its snapshot, a
+// node joining after the log was compacted receives the snapshot, and a
+// watch resumes from a resourceVersion without missing or repeating.
+func TestSnapshotRestoreAndInstall(t *testing.T) {
+	dir := t.TempDir()
+	first := startTestNode(t, Config{DataDir: filepath.Join(dir, "n1"), NodeName: "n1", AdvertiseAddr: "127.0.7.1", Init: true, TrailingLogs: 5})
+	res := first.c.InitResult()
+	ctx := context.Background()
+	cl := adminClient(t, res, first.c.APIAddress())
+	put := func(name string) string {
+		out, err := cl.Apply(ctx, &api.ApplyRequest{Objects: []*api.Object{api.Wrap(&api.Service{
+			Metadata: &api.ObjectMeta{Name: name}, Spec: &api.ServiceSpec{Ports: []*api.ServicePort{{Port: 80}}}})}})
+		if err != nil {
+			t.Fatalf("apply %s: %v", name, err)
+		}
+		return out.Objects[0].GetService().Metadata.ResourceVersion
+	}
+	for i := 0; i < 40; i++ {
+		put(fmt.Sprintf("a-%02d", i))
+	}
+	if err := first.c.raft.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	mark := put("after-snapshot")
+	w, err := cl.Watch(ctx, &api.WatchRequest{Kind: "Service", ResourceVersion: mark})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		put(fmt.Sprintf("b-%02d", i))
+	}
+	for i := 0; i < 10; i++ {
+		ev, err := w.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := ev.Object.GetService().Metadata.Name, fmt.Sprintf("b-%02d", i); got != want || ev.Type != "ADDED" {
+			t.Fatalf("watch from %s: event %d is %s %s, want ADDED %s", mark, i, ev.Type, got, want)
+		}
+	}
+	// A node joining now starts from the compacted log: it needs the snapshot.
+	second := startTestNode(t, Config{DataDir: filepath.Join(dir, "n2"), NodeName: "n2", AdvertiseAddr: "127.0.7.2",
+		Join: first.c.APIAddress(), Token: res.Token})
+	waitFor(t, 20*time.Second, "n2 holds all 51 services", func() (bool, string) {
+		objs, _ := second.c.State().List("Service", "", "")
+		return len(objs) == 51, fmt.Sprintf("%d services", len(objs))
+	})
+	// Restart n1 from its data directory: snapshot plus the log after it.
+	first.stop()
+	first = startTestNode(t, Config{DataDir: filepath.Join(dir, "n1"), AdvertiseAddr: "127.0.7.1"})
+	waitFor(t, 20*time.Second, "n1 restored 51 services", func() (bool, string) {
+		objs, _ := first.c.State().List("Service", "", "")
+		return len(objs) == 51, fmt.Sprintf("%d services", len(objs))
+	})
+	if first.c.State().Secrets() == nil {
+		t.Fatal("cluster secrets lost across snapshot and restart")
+	}
+	// A watch from before the restart's snapshot must re-list.
+	cl = adminClient(t, res, first.c.APIAddress())
+	w, err = cl.Watch(ctx, &api.WatchRequest{Kind: "Service", ResourceVersion: "3"})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	if status.Code(err) != codes.OutOfRange {
+		t.Fatalf("watch from a compacted resourceVersion: want OutOfRange, got %v", err)
+	}
 }

@@ -18,7 +18,7 @@ import (
 
 // raftTimings are tuned for a LAN: a dead leader is noticed within about a
 // second, and a new one elected soon after.
-func raftConfig(nodeID string, logger hclog.Logger) *raft.Config {
+func raftConfig(nodeID string, trailingLogs uint64, logger hclog.Logger) *raft.Config {
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(nodeID)
 	c.HeartbeatTimeout = 600 * time.Millisecond
@@ -29,7 +29,7 @@ func raftConfig(nodeID string, logger hclog.Logger) *raft.Config {
 	c.BatchApplyCh = true
 	c.SnapshotInterval = 30 * time.Second
 	c.SnapshotThreshold = 8192
-	c.TrailingLogs = 10240
+	c.TrailingLogs = trailingLogs
 	c.Logger = logger
 	return c
 }
@@ -76,7 +76,7 @@ type raftNode struct {
 
 // openRaft starts raft on the data directory. bootstrap makes this node the
 // single voter of a new cluster when it has no state yet.
-func openRaft(dir, nodeID, bind string, advertise net.Addr, creds NodeCredentials, f raft.FSM, bootstrap bool, log *slog.Logger) (*raftNode, error) {
+func openRaft(dir, nodeID, bind string, advertise net.Addr, creds NodeCredentials, f raft.FSM, bootstrap bool, trailingLogs uint64, log *slog.Logger) (*raftNode, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("raft data directory: %w", err)
 	}
@@ -102,7 +102,7 @@ func openRaft(dir, nodeID, bind string, advertise net.Addr, creds NodeCredential
 		Logger:          logger,
 		MaxRPCsInFlight: 64,
 	})
-	cfg := raftConfig(nodeID, logger)
+	cfg := raftConfig(nodeID, trailingLogs, logger)
 	if bootstrap {
 		has, err := raft.HasExistingState(store, store, snaps)
 		if err != nil {

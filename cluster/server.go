@@ -230,6 +230,14 @@ func (s *apiServer) Get(ctx context.Context, req *api.GetRequest) (*api.Object, 
 		return api.Wrap(r), nil
 	}
 	if !req.Consistent {
+		if cl, fctx, err := s.c.remoteReader(ctx); err != nil || cl != nil {
+			if err != nil {
+				return nil, err
+			}
+			out, err := cl.Get(fctx, req)
+			s.c.replicaFailed(err)
+			return out, err
+		}
 		return read()
 	}
 	var out *api.Object
@@ -278,6 +286,14 @@ func (s *apiServer) List(ctx context.Context, req *api.ListRequest) (*api.ListRe
 		return out
 	}
 	if !req.Consistent {
+		if cl, fctx, err := s.c.remoteReader(ctx); err != nil || cl != nil {
+			if err != nil {
+				return nil, err
+			}
+			out, err := cl.List(fctx, req)
+			s.c.replicaFailed(err)
+			return out, err
+		}
 		return read(), nil
 	}
 	var out *api.ListResponse
@@ -330,6 +346,14 @@ func (s *apiServer) Delete(ctx context.Context, req *api.DeleteRequest) (*api.De
 
 func (s *apiServer) Watch(req *api.WatchRequest, stream grpc.ServerStreamingServer[api.WatchEvent]) error {
 	ctx := stream.Context()
+	if cl, fctx, err := s.c.remoteReader(ctx); err != nil || cl != nil {
+		if err != nil {
+			return err
+		}
+		err := relayWatch(fctx, cl, req, stream)
+		s.c.replicaFailed(err)
+		return err
+	}
 	var kinds []api.KindInfo
 	if req.Kind == "" {
 		kinds = api.Kinds()
