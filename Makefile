@@ -32,7 +32,7 @@ deps:
 	@bash hack/deps.sh
 
 # A local 3-node cluster on 127.0.0.11-13 with an example applied.
-demo: build
+demo: deps build
 	@bash hack/demo.sh up
 
 demo-down:
