@@ -208,7 +208,7 @@ func (s *apiServer) Apply(ctx context.Context, req *api.ApplyRequest) (*api.Appl
 }
 
 func notFound(k api.KindInfo, ns, name string) error {
-	return status.Errorf(codes.NotFound, "%s %q not found", k.Plural, api.Key(ns, name))
+	return status.Errorf(codes.NotFound, "%s %q not found", k.Plural, name)
 }
 
 func (s *apiServer) Get(ctx context.Context, req *api.GetRequest) (*api.Object, error) {

@@ -231,7 +231,9 @@ func (s *State) applyTxnLocked(index uint64, t *storepb.Txn) (*storepb.TxnResult
 			}
 			return &storepb.TxnResult{Code: int32(st.Code()), Message: msg}, nil
 		}
-		out = append(out, api.Wrap(obj))
+		// A copy: callers set apiVersion/kind on results, and stored
+		// objects must never change.
+		out = append(out, api.Wrap(proto.Clone(obj).(api.Resource)))
 		if ev != nil {
 			events = append(events, *ev)
 		}
@@ -250,7 +252,7 @@ func applyOp(txn *memdb.Txn, index uint64, now time.Time, op *storepb.Op) (api.R
 			return nil, nil, status.Errorf(codes.Internal, "delete %s %s: %v", op.Kind, key, err)
 		}
 		if raw == nil {
-			return nil, nil, status.Errorf(codes.NotFound, "%s %q not found", strings.ToLower(op.Kind), key)
+			return nil, nil, status.Errorf(codes.NotFound, "%s %q not found", api.MustKind(op.Kind).Plural, op.Name)
 		}
 		cur := raw.(*record).Obj
 		if op.ResourceVersion != "" && op.ResourceVersion != cur.GetMetadata().GetResourceVersion() {
@@ -279,11 +281,11 @@ func applyOp(txn *memdb.Txn, index uint64, now time.Time, op *storepb.Op) (api.R
 			cur = raw.(*record).Obj
 		}
 		if cur != nil && op.CreateOnly {
-			return nil, nil, status.Errorf(codes.AlreadyExists, "%s %q already exists", strings.ToLower(kind), key)
+			return nil, nil, status.Errorf(codes.AlreadyExists, "%s %q already exists", api.MustKind(kind).Plural, in.GetMetadata().GetName())
 		}
 		if op.ResourceVersion != "" {
 			if cur == nil {
-				return nil, nil, status.Errorf(codes.NotFound, "%s %q not found (the write names resourceVersion %s)", strings.ToLower(kind), key, op.ResourceVersion)
+				return nil, nil, status.Errorf(codes.NotFound, "%s %q not found (the write names resourceVersion %s)", api.MustKind(kind).Plural, in.GetMetadata().GetName(), op.ResourceVersion)
 			}
 			if op.ResourceVersion != cur.GetMetadata().GetResourceVersion() {
 				return nil, nil, conflictError(kind, key, op.ResourceVersion, cur)
@@ -308,7 +310,7 @@ func applyOp(txn *memdb.Txn, index uint64, now time.Time, op *storepb.Op) (api.R
 func conflictError(kind, key, want string, cur api.Resource) error {
 	return status.Errorf(codes.Aborted,
 		"conflict: %s %q is at resourceVersion %s, the write names %s; read it again and retry",
-		strings.ToLower(kind), key, cur.GetMetadata().GetResourceVersion(), want)
+		api.MustKind(kind).Plural, cur.GetMetadata().GetName(), cur.GetMetadata().GetResourceVersion(), want)
 }
 
 // mergeObject computes the object to store for a PUT of in over cur (nil
@@ -318,7 +320,7 @@ func conflictError(kind, key, want string, cur api.Resource) error {
 func mergeObject(cur, in api.Resource, op *storepb.Op, now time.Time) (api.Resource, string, error) {
 	if cur == nil {
 		if op.StatusOnly {
-			return nil, "", status.Errorf(codes.NotFound, "%s %q not found", strings.ToLower(api.KindOf(in)), api.KeyOf(in))
+			return nil, "", status.Errorf(codes.NotFound, "%s %q not found", api.MustKind(api.KindOf(in)).Plural, in.GetMetadata().GetName())
 		}
 		next := proto.Clone(in).(api.Resource)
 		m := next.GetMetadata()

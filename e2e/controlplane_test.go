@@ -364,6 +364,20 @@ func TestFourAgentsReplaceDeadVoter(t *testing.T) {
 		return rows[spare][1] == "voter" || rows[spare][1] == "leader", out
 	})
 	t.Logf("promoted %v after the kill", time.Since(killed).Round(time.Millisecond))
+
+	// node rm refuses a live node and removes the dead one.
+	if out, err := l.shoal("--server", survivor.apiAddr(), "node", "rm", survivor.name); err == nil {
+		t.Fatalf("node rm of live node %s succeeded:\n%s", survivor.name, out)
+	}
+	if out, err := l.shoal("--server", survivor.apiAddr(), "node", "rm", victim.name); err != nil {
+		t.Fatalf("node rm %s: %v\n%s", victim.name, err, out)
+	}
+	waitFor(t, 10*time.Second, victim.name+" gone from node ls", func() (bool, string) {
+		out, err := l.shoal("--server", survivor.apiAddr(), "node", "ls")
+		rows := parseNodeLs(out)
+		_, present := rows[victim.name]
+		return err == nil && !present && len(rows) == 3, out
+	})
 }
 
 func TestFiveAgentsFiveVoters(t *testing.T) {
