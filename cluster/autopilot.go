@@ -30,7 +30,10 @@ type autopilotInput struct {
 	LeaderSince   time.Time
 	Now           time.Time
 	Stabilization time.Duration
-	MaxReplicas   int
+	// PromoteAfter is how long a non-voter must have been up before it
+	// becomes a voter.
+	PromoteAfter time.Duration
+	MaxReplicas  int
 }
 
 // raftChange is one step toward the planned membership.
@@ -57,8 +60,10 @@ func targetVoters(n int) int {
 // way Consul's autopilot does: keep an odd number of voters sized to the
 // cluster, fill the remaining replica places with non-voters, promote a
 // healthy non-voter to replace a voter gone longer than the stabilisation
-// period, then remove what is gone. The leader is never demoted or removed.
-// The changes come in the order they must be made.
+// period, then remove what is gone, and demote only while every voter is
+// up, so that no change needs a majority the cluster does not have. The
+// leader is never demoted or removed. The changes come in the order they
+// must be made.
 func planRaftMembership(in autopilotInput) []raftChange {
 	members := map[string]Member{}
 	for _, m := range in.Members {
@@ -98,44 +103,64 @@ func planRaftMembership(in autopilotInput) []raftChange {
 	}
 
 	var changes []raftChange
-	voters := 0
-	var nonvoters, removals []raftServer
-	var demotable []raftServer
+	voters, liveVoters, replicas := 0, 0, 0
+	allVotersAlive := true
+	var promotable, nonvoters, removals, demotable []raftServer
 	for _, s := range sortedServers(in.Servers) {
-		switch {
-		case failed(s.ID):
+		if failed(s.ID) {
 			removals = append(removals, s)
+			continue
+		}
+		replicas++ // a server briefly down keeps its place
+		switch {
 		case s.Voter:
 			voters++
-			if s.ID != in.LeaderID && alive(s.ID) {
+			if !alive(s.ID) {
+				allVotersAlive = false
+				continue
+			}
+			liveVoters++
+			if s.ID != in.LeaderID {
 				demotable = append(demotable, s)
 			}
 		case alive(s.ID):
 			nonvoters = append(nonvoters, s)
+			if in.Now.Sub(members[s.ID].Since) >= in.PromoteAfter {
+				promotable = append(promotable, s)
+			}
 		}
 	}
-	replicas := voters + len(nonvoters)
 
-	// Promote caught-up non-voters (they are in the configuration, so raft
-	// has been replicating to them) until there are enough voters.
-	for len(nonvoters) > 0 && voters < target {
-		s := nonvoters[0]
-		nonvoters = nonvoters[1:]
+	// 1. Promote one non-voter that has been up a while (and in the
+	// configuration since an earlier round, so raft has been replicating
+	// to it) when voters are missing.
+	if voters < target && len(promotable) > 0 {
+		s := promotable[0]
 		changes = append(changes, raftChange{Op: "promote", ID: s.ID, Address: s.Address})
 		voters++
+		liveVoters++
+		nonvoters = removeServer(nonvoters, s.ID)
 	}
-	// Too many voters (the cluster shrank): demote, keeping the leader.
-	for i := len(demotable) - 1; i >= 0 && voters > target; i-- {
-		s := demotable[i]
-		changes = append(changes, raftChange{Op: "demote", ID: s.ID, Address: s.Address})
-		voters--
-		nonvoters = append(nonvoters, s)
-	}
+	// 2. Remove what has been gone past the stabilisation period. Taking a
+	// dead voter out never lowers the live voters, so a configuration that
+	// has its majority keeps it.
 	for _, s := range removals {
 		changes = append(changes, raftChange{Op: "remove", ID: s.ID, Address: s.Address})
 	}
-	// Add live nodes outside the configuration as non-voters while there is
-	// room; they are promoted on a later round once they hold the log.
+	// 3. Demote when the cluster shrank, only while every voter is up: a
+	// change commits only with a majority of the new configuration.
+	for i := len(demotable) - 1; i >= 0 && voters > target && allVotersAlive; i-- {
+		if liveVoters-1 <= (voters-1)/2 {
+			break
+		}
+		s := demotable[i]
+		changes = append(changes, raftChange{Op: "demote", ID: s.ID, Address: s.Address})
+		voters--
+		liveVoters--
+		nonvoters = append(nonvoters, s)
+	}
+	// 4. Add live nodes outside the configuration as non-voters while there
+	// is room; they are promoted on a later round once they hold the log.
 	for _, m := range in.Members {
 		if replicas >= in.MaxReplicas {
 			break
@@ -146,13 +171,23 @@ func planRaftMembership(in autopilotInput) []raftChange {
 		changes = append(changes, raftChange{Op: "add-nonvoter", ID: m.ID, Address: m.Meta.Raft})
 		replicas++
 	}
-	// Too many replicas: drop non-voters beyond the bound (their nodes keep
-	// working through another replica's API).
+	// 5. Too many replicas: drop live non-voters beyond the bound (their
+	// nodes keep working through another replica's API).
 	for i := len(nonvoters) - 1; i >= 0 && replicas > in.MaxReplicas; i-- {
 		changes = append(changes, raftChange{Op: "remove", ID: nonvoters[i].ID, Address: nonvoters[i].Address})
 		replicas--
 	}
 	return changes
+}
+
+func removeServer(list []raftServer, id string) []raftServer {
+	out := list[:0:0]
+	for _, s := range list {
+		if s.ID != id {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func sortedServers(s []raftServer) []raftServer {

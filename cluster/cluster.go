@@ -455,6 +455,10 @@ func (c *Cluster) finishInit(ctx context.Context) error {
 	return nil
 }
 
+// promoteAfter is how long a non-voter must have been up before it is made
+// a voter: long enough that a node flapping at start is not promoted.
+const promoteAfter = 2 * time.Second
+
 // Certificate lifetimes. Rotation before expiry is not built yet.
 const (
 	nodeCertValidity  = 365 * 24 * time.Hour
@@ -698,6 +702,7 @@ func (c *Cluster) reconcileRaftMembership() {
 		LeaderSince:   since,
 		Now:           time.Now(),
 		Stabilization: c.cfg.Stabilization,
+		PromoteAfter:  promoteAfter,
 		MaxReplicas:   c.cfg.MaxReplicas,
 	})
 	r := c.raft.raft

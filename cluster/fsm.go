@@ -27,6 +27,8 @@ var _ raft.FSM = (*fsm)(nil)
 func (f *fsm) Apply(l *raft.Log) interface{} {
 	var cmd storepb.Command
 	if err := proto.Unmarshal(l.Data, &cmd); err != nil {
+		// Still advance the index, so that nobody waits on it forever.
+		f.state.applyTxns(l.Index, nil)
 		return fmt.Errorf("raft entry %d: %w", l.Index, err)
 	}
 	return f.state.applyTxns(l.Index, cmd.Txns)
@@ -95,7 +97,8 @@ func readSnapshot(r io.Reader) (uint64, *storepb.ClusterSecrets, []api.Resource,
 	if err := opts.UnmarshalFrom(br, &hdr); err != nil {
 		return 0, nil, nil, fmt.Errorf("snapshot header: %w", err)
 	}
-	objs := make([]api.Resource, 0, hdr.ObjectCount)
+	// The count comes from the file: do not trust it for an allocation.
+	objs := make([]api.Resource, 0, min(hdr.ObjectCount, 1<<16))
 	for i := uint64(0); i < hdr.ObjectCount; i++ {
 		var o api.Object
 		if err := opts.UnmarshalFrom(br, &o); err != nil {

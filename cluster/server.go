@@ -385,18 +385,17 @@ func (s *apiServer) Watch(req *api.WatchRequest, stream grpc.ServerStreamingServ
 	}
 	var from uint64
 	if req.ResourceVersion == "" {
-		// Like Kubernetes: the current state as ADDED events, then changes.
-		var idx uint64
-		for _, k := range kinds {
-			objs, at := s.c.state.List(k.Kind, namespaceFilter(k, req.Namespace), req.NodeName)
-			if idx == 0 || at < idx {
-				idx = at
-			}
-			for _, r := range objs {
-				if matchObj(r) {
-					if err := send("ADDED", r, at); err != nil {
-						return err
-					}
+		// Like Kubernetes: the current state as ADDED events, then changes,
+		// all kinds read at one index.
+		names := make([]string, len(kinds))
+		for i, k := range kinds {
+			names[i] = k.Kind
+		}
+		objs, idx := s.c.state.ListKinds(names, req.Namespace, req.NodeName)
+		for _, r := range objs {
+			if matchObj(r) {
+				if err := send("ADDED", r, idx); err != nil {
+					return err
 				}
 			}
 		}
@@ -426,13 +425,6 @@ func (s *apiServer) Watch(req *api.WatchRequest, stream grpc.ServerStreamingServ
 		case <-changed:
 		}
 	}
-}
-
-func namespaceFilter(k api.KindInfo, ns string) string {
-	if !k.Namespaced {
-		return ""
-	}
-	return ns
 }
 
 func (s *apiServer) Token(ctx context.Context, req *api.TokenRequest) (*api.TokenResponse, error) {

@@ -48,8 +48,8 @@ type Event struct {
 	Object api.Resource
 }
 
-// eventLogSize bounds the changes kept for watches that resume from an older
-// resourceVersion; older ones must re-list.
+// eventLogSize bounds the changes kept for watches that resume from an
+// older resourceVersion; older ones must re-list.
 const eventLogSize = 65536
 
 // State is one replica's copy of the desired state: indexed tables in
@@ -62,7 +62,8 @@ type State struct {
 	mu      sync.Mutex
 	index   uint64
 	secrets *storepb.ClusterSecrets
-	events  []Event // ring of recent events, oldest first
+	events  []Event // recent events, oldest first, from events[head]
+	head    int
 	// firstIndex is the lowest resourceVersion a watch can resume from:
 	// every event after it is in events.
 	firstIndex uint64
@@ -132,6 +133,10 @@ func (s *State) Get(kind, namespace, name string) api.Resource {
 // key, with the index they were read at.
 func (s *State) List(kind, namespace, nodeName string) ([]api.Resource, uint64) {
 	txn, idx := s.readTxn()
+	return listTxn(txn, kind, namespace, nodeName), idx
+}
+
+func listTxn(txn *memdb.Txn, kind, namespace, nodeName string) []api.Resource {
 	var it memdb.ResultIterator
 	var err error
 	switch {
@@ -143,7 +148,7 @@ func (s *State) List(kind, namespace, nodeName string) ([]api.Resource, uint64) 
 		it, err = txn.Get(kind, "id")
 	}
 	if err != nil {
-		return nil, idx
+		return nil
 	}
 	var out []api.Resource
 	for raw := it.Next(); raw != nil; raw = it.Next() {
@@ -154,6 +159,21 @@ func (s *State) List(kind, namespace, nodeName string) ([]api.Resource, uint64) 
 		out = append(out, r.Obj)
 	}
 	sort.Slice(out, func(i, j int) bool { return api.KeyOf(out[i]) < api.KeyOf(out[j]) })
+	return out
+}
+
+// ListKinds lists several kinds at one index, as a watch that starts with
+// the current state needs.
+func (s *State) ListKinds(kinds []string, namespace, nodeName string) ([]api.Resource, uint64) {
+	txn, idx := s.readTxn()
+	var out []api.Resource
+	for _, k := range kinds {
+		ns := namespace
+		if info, ok := api.LookupKind(k); ok && !info.Namespaced {
+			ns = ""
+		}
+		out = append(out, listTxn(txn, k, ns, nodeName)...)
+	}
 	return out, idx
 }
 
@@ -168,14 +188,17 @@ func (s *State) EventsSince(index uint64, match func(Event) bool) ([]Event, uint
 			"resourceVersion %d is too old: changes are kept from %d on; list again and watch from the list's resourceVersion", index, s.firstIndex)
 	}
 	// events are sorted by index: find the first after index.
-	i := sort.Search(len(s.events), func(i int) bool { return s.events[i].Index > index })
+	win := s.eventWindowLocked()
+	i := sort.Search(len(win), func(i int) bool { return win[i].Index > index })
 	var out []Event
-	for _, e := range s.events[i:] {
+	for _, e := range win[i:] {
 		if match(e) {
 			out = append(out, e)
 		}
 	}
-	return out, s.index, s.notify, nil
+	// A replica behind the caller answers from the caller's index on, so
+	// that nothing the caller already has is sent again.
+	return out, max(index, s.index), s.notify, nil
 }
 
 // applyTxns applies one raft entry: each transaction all or nothing, in
@@ -201,15 +224,25 @@ func (s *State) applyTxns(index uint64, txns []*storepb.Txn) []*storepb.TxnResul
 
 func (s *State) appendEventsLocked(events []Event) {
 	s.events = append(s.events, events...)
-	if over := len(s.events) - eventLogSize; over > 0 {
-		s.firstIndex = s.events[over-1].Index
+	win := s.events[s.head:]
+	if over := len(win) - eventLogSize; over > 0 {
+		s.firstIndex = win[over-1].Index
 		// Drop whole raft entries only, so that no index is half kept.
-		for over < len(s.events) && s.events[over].Index == s.firstIndex {
+		for over < len(win) && win[over].Index == s.firstIndex {
 			over++
 		}
-		s.events = append([]Event(nil), s.events[over:]...)
+		s.head += over
+	}
+	// Move the window down only once the dropped part is as large as the
+	// log, so that trimming costs O(1) per event.
+	if s.head >= eventLogSize {
+		s.events = append([]Event(nil), s.events[s.head:]...)
+		s.head = 0
 	}
 }
+
+// eventWindowLocked is the kept events, oldest first.
+func (s *State) eventWindowLocked() []Event { return s.events[s.head:] }
 
 func (s *State) applyTxnLocked(index uint64, t *storepb.Txn) (*storepb.TxnResult, []Event) {
 	if t.SetSecrets != nil {
@@ -252,7 +285,7 @@ func applyOp(txn *memdb.Txn, index uint64, now time.Time, op *storepb.Op) (api.R
 			return nil, nil, status.Errorf(codes.Internal, "delete %s %s: %v", op.Kind, key, err)
 		}
 		if raw == nil {
-			return nil, nil, status.Errorf(codes.NotFound, "%s %q not found", api.MustKind(op.Kind).Plural, op.Name)
+			return nil, nil, status.Errorf(codes.NotFound, "%s %q not found", pluralOf(op.Kind), op.Name)
 		}
 		cur := raw.(*record).Obj
 		if op.ResourceVersion != "" && op.ResourceVersion != cur.GetMetadata().GetResourceVersion() {
@@ -281,11 +314,11 @@ func applyOp(txn *memdb.Txn, index uint64, now time.Time, op *storepb.Op) (api.R
 			cur = raw.(*record).Obj
 		}
 		if cur != nil && op.CreateOnly {
-			return nil, nil, status.Errorf(codes.AlreadyExists, "%s %q already exists", api.MustKind(kind).Plural, in.GetMetadata().GetName())
+			return nil, nil, status.Errorf(codes.AlreadyExists, "%s %q already exists", pluralOf(kind), in.GetMetadata().GetName())
 		}
 		if op.ResourceVersion != "" {
 			if cur == nil {
-				return nil, nil, status.Errorf(codes.NotFound, "%s %q not found (the write names resourceVersion %s)", api.MustKind(kind).Plural, in.GetMetadata().GetName(), op.ResourceVersion)
+				return nil, nil, status.Errorf(codes.NotFound, "%s %q not found (the write names resourceVersion %s)", pluralOf(kind), in.GetMetadata().GetName(), op.ResourceVersion)
 			}
 			if op.ResourceVersion != cur.GetMetadata().GetResourceVersion() {
 				return nil, nil, conflictError(kind, key, op.ResourceVersion, cur)
@@ -307,10 +340,18 @@ func applyOp(txn *memdb.Txn, index uint64, now time.Time, op *storepb.Op) (api.R
 	return nil, nil, status.Errorf(codes.InvalidArgument, "unknown operation %v", op.Type)
 }
 
+// pluralOf names a kind in messages; it never panics inside apply.
+func pluralOf(kind string) string {
+	if k, ok := api.LookupKind(kind); ok {
+		return k.Plural
+	}
+	return strings.ToLower(kind)
+}
+
 func conflictError(kind, key, want string, cur api.Resource) error {
 	return status.Errorf(codes.Aborted,
 		"conflict: %s %q is at resourceVersion %s, the write names %s; read it again and retry",
-		api.MustKind(kind).Plural, cur.GetMetadata().GetName(), cur.GetMetadata().GetResourceVersion(), want)
+		pluralOf(kind), cur.GetMetadata().GetName(), cur.GetMetadata().GetResourceVersion(), want)
 }
 
 // mergeObject computes the object to store for a PUT of in over cur (nil
@@ -320,7 +361,7 @@ func conflictError(kind, key, want string, cur api.Resource) error {
 func mergeObject(cur, in api.Resource, op *storepb.Op, now time.Time) (api.Resource, string, error) {
 	if cur == nil {
 		if op.StatusOnly {
-			return nil, "", status.Errorf(codes.NotFound, "%s %q not found", api.MustKind(api.KindOf(in)).Plural, in.GetMetadata().GetName())
+			return nil, "", status.Errorf(codes.NotFound, "%s %q not found", pluralOf(api.KindOf(in)), in.GetMetadata().GetName())
 		}
 		next := proto.Clone(in).(api.Resource)
 		m := next.GetMetadata()
@@ -420,6 +461,7 @@ func (s *State) restore(index uint64, secrets *storepb.ClusterSecrets, objs []ap
 	s.index = index
 	s.secrets = secrets
 	s.events = nil
+	s.head = 0
 	s.firstIndex = index
 	close(s.notify)
 	s.notify = make(chan struct{})
