@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -519,6 +520,7 @@ func (c *Cluster) loadPeers() []string {
 func (c *Cluster) gossipJoinLoop(ctx context.Context) {
 	self := net.JoinHostPort(c.id.AdvertiseAddr, strconv.Itoa(c.id.GossipPort))
 	joined := false
+	saved := ""
 	backoff := 200 * time.Millisecond
 	for {
 		if !joined {
@@ -542,8 +544,9 @@ func (c *Cluster) gossipJoinLoop(ctx context.Context) {
 				addrs = append(addrs, m.Gossip)
 			}
 		}
-		if len(addrs) > 1 {
+		if len(addrs) > 1 && strings.Join(addrs, ",") != saved {
 			c.savePeers(addrs)
+			saved = strings.Join(addrs, ",")
 		}
 		wait := 5 * time.Second
 		if !joined {
