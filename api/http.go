@@ -27,13 +27,16 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -107,7 +110,9 @@ func HTTPErrorFrom(err error) *HTTPError {
 	return &HTTPError{Kind: "Status", Code: code, Reason: reason, Message: st.Message()}
 }
 
-// NewHTTPHandler returns the HTTP/JSON mapping of the Shoal service.
+// NewHTTPHandler returns the HTTP/JSON mapping of the Shoal service. The
+// ShoalServer's methods get a context that carries the caller as a gRPC
+// peer (peer.FromContext), with the TLS state of the HTTP connection.
 func NewHTTPHandler(s ShoalServer) http.Handler {
 	return &httpAPI{s: s}
 }
@@ -117,17 +122,21 @@ type httpAPI struct {
 }
 
 func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/")
+	r = httpWithPeer(r)
+	// Split the escaped path, so that a %2F inside a name stays in it.
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/")
 	if !ok {
 		httpNotFound(w, r)
 		return
 	}
 	segs := strings.Split(rest, "/")
-	for _, s := range segs {
-		if s == "" {
+	for i, s := range segs {
+		u, err := url.PathUnescape(s)
+		if s == "" || err != nil {
 			httpNotFound(w, r)
 			return
 		}
+		segs[i] = u
 	}
 	switch {
 	case len(segs) == 1 && segs[0] == "apply":
@@ -201,6 +210,30 @@ func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpNotFound(w, r)
 	}
 }
+
+// httpWithPeer gives the request's context the gRPC peer of the caller
+// (address and TLS state, with its verified client certificate chains), as
+// gRPC gives it to a call, so that the ShoalServer finds out who calls the
+// same way (peer.FromContext) over both faces.
+func httpWithPeer(r *http.Request) *http.Request {
+	if _, ok := peer.FromContext(r.Context()); ok {
+		return r
+	}
+	p := &peer.Peer{Addr: httpAddr(r.RemoteAddr)}
+	if r.TLS != nil {
+		p.AuthInfo = credentials.TLSInfo{
+			State:          *r.TLS,
+			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
+		}
+	}
+	return r.WithContext(peer.NewContext(r.Context(), p))
+}
+
+// httpAddr is a request's remote address as a net.Addr.
+type httpAddr string
+
+func (a httpAddr) Network() string { return "tcp" }
+func (a httpAddr) String() string  { return string(a) }
 
 // apply: POST /v1/apply.
 func (h *httpAPI) apply(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -35,6 +37,7 @@ type httpFake struct {
 	events   chan *WatchEvent // what Watch streams
 	watchErr error            // what Watch returns after events is closed
 	lastWat  *WatchRequest
+	lastPeer *peer.Peer
 }
 
 func newHTTPFake() *httpFake {
@@ -169,7 +172,10 @@ func (f *httpFake) RemoveNode(_ context.Context, req *RemoveNodeRequest) (*Remov
 	return &RemoveNodeResponse{}, nil
 }
 
-func (f *httpFake) Version(context.Context, *VersionRequest) (*VersionResponse, error) {
+func (f *httpFake) Version(ctx context.Context, _ *VersionRequest) (*VersionResponse, error) {
+	f.mu.Lock()
+	f.lastPeer, _ = peer.FromContext(ctx)
+	f.mu.Unlock()
 	return &VersionResponse{Version: "1.2.3", Node: "n1", Leader: "n2"}, nil
 }
 
@@ -501,5 +507,33 @@ func TestHTTPMarshalDoesNotWriteSharedObjects(t *testing.T) {
 	}
 	if p.Kind != "" || !strings.Contains(string(data), `"kind":"Pod"`) {
 		t.Fatalf("kind %q, data %s", p.Kind, data)
+	}
+}
+
+func TestHTTPCallerIsAPeer(t *testing.T) {
+	f := newHTTPFake()
+	h := NewHTTPHandler(f)
+	req := httptest.NewRequest("GET", "https://shoal/v1/version", nil) // with a TLS state
+	req.RemoteAddr = "192.0.2.7:5555"
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	p := f.lastPeer
+	if p == nil || p.Addr.String() != "192.0.2.7:5555" {
+		t.Fatalf("peer %v", p)
+	}
+	if _, ok := p.AuthInfo.(credentials.TLSInfo); !ok {
+		t.Fatalf("auth info %T", p.AuthInfo)
+	}
+	// Plain HTTP: a peer without TLS.
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/version", nil))
+	if f.lastPeer == nil || f.lastPeer.AuthInfo != nil {
+		t.Fatalf("peer %v", f.lastPeer)
+	}
+}
+
+func TestHTTPEscapedName(t *testing.T) {
+	f := newHTTPFake()
+	code, _ := httpDo(t, NewHTTPHandler(f), "GET", "/v1/namespaces/my%20ns/pods/a%2Fb", "")
+	if code != 404 || f.lastGet == nil || f.lastGet.Name != "a/b" || f.lastGet.Namespace != "my ns" {
+		t.Fatalf("%d %v", code, f.lastGet)
 	}
 }

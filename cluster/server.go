@@ -178,7 +178,8 @@ func (s *apiServer) Apply(ctx context.Context, req *api.ApplyRequest) (*api.Appl
 				return nil, status.Errorf(codes.InvalidArgument, "object %d (%s): metadata.name: required", i+1, k.Kind)
 			}
 		} else {
-			if err := defaultAndValidate(r); err != nil {
+			api.Default(r)
+			if err := api.Validate(r); err != nil {
 				return nil, status.Errorf(codes.InvalidArgument, "%s %s: %v", k.Kind, api.KeyOf(r), err)
 			}
 		}

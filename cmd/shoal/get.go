@@ -45,7 +45,7 @@ Kinds: pods (po), deployments (deploy), services (svc), endpoints (ep), nodes (n
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "list the objects of every namespace")
 	f.StringVarP(&o.selector, "selector", "l", "", "label selector, such as app=web,tier!=db")
 	f.BoolVarP(&o.watch, "watch", "w", false, "after listing, watch for changes")
-	f.BoolVar(&o.watchOnly, "watch-only", false, "watch for changes without listing first")
+	f.BoolVar(&o.watchOnly, "watch-only", false, "watch for changes without printing the objects as they are first")
 	f.BoolVar(&o.noHeaders, "no-headers", false, "print tables without their header")
 	return cmd
 }
@@ -258,23 +258,26 @@ func (o *getOptions) runWatch(ctx context.Context, c *client.HTTPClient, t targe
 		case "name":
 			_, err = fmt.Fprintf(out, "%s/%s\n", qualifiedKind(k), r.GetMetadata().GetName())
 		default:
+			cells := row(r, topts, now())
 			if !headerDone {
+				tbl.fit(cells)
 				tbl.writeRow(out, tbl.headers)
 				headerDone = true
 			}
-			tbl.writeRow(out, row(r, topts, now()))
+			tbl.writeRow(out, cells)
 		}
 		printed++
 		return err
 	}
 
-	rv := ""
+	// The list gives the version the watch starts after; --watch-only
+	// only leaves its objects unprinted.
+	l, err := c.ListObjects(ctx, t.kind.Plural, ns, client.ListOptions{AllNamespaces: o.allNamespaces, LabelSelector: o.selector})
+	if err != nil {
+		return err
+	}
+	rv := l.ResourceVersion
 	if !o.watchOnly {
-		l, err := c.ListObjects(ctx, t.kind.Plural, ns, client.ListOptions{AllNamespaces: o.allNamespaces, LabelSelector: o.selector})
-		if err != nil {
-			return err
-		}
-		rv = l.ResourceVersion
 		if o.output == "" || o.output == "wide" {
 			// Size the columns to the first rows, as kubectl does.
 			for _, raw := range l.Items {

@@ -146,9 +146,7 @@ type table struct {
 }
 
 func newTable(headers []string) *table {
-	t := &table{headers: headers, widths: make([]int, len(headers))}
-	t.fit(headers)
-	return t
+	return &table{headers: headers, widths: make([]int, len(headers))}
 }
 
 func (t *table) fit(row []string) {
@@ -185,6 +183,7 @@ func (t *table) write(w io.Writer, rows [][]string, noHeader bool) {
 		t.fit(r)
 	}
 	if !noHeader {
+		t.fit(t.headers)
 		t.writeRow(w, t.headers)
 	}
 	for _, r := range rows {
