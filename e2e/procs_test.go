@@ -111,8 +111,7 @@ func (l *lab) start(name, addr string, flags ...string) *agentProc {
 
 func (a *agentProc) run(clientConf string) {
 	a.t.Helper()
-	args := append([]string{"agent", "--data-dir", a.dataDir, "--advertise-addr", a.addr, "--node-name", a.name,
-		"--stabilization", "5s"}, a.args...)
+	args := append([]string{"agent", "--data-dir", a.dataDir, "--advertise-addr", a.addr, "--node-name", a.name}, a.args...)
 	a.cmd = exec.Command(shoalBin, args...)
 	a.cmd.Env = append(os.Environ(), "SHOAL_CONFIG="+clientConf)
 	a.stdout = &lockedBuffer{}
