@@ -32,21 +32,24 @@ const ShoalAPIVersion = "shoal/v1"
 // DefaultNamespace is the namespace of namespaced objects that name none.
 const DefaultNamespace = "default"
 
+// kindTable is the fixed table of kinds; nothing writes it.
+var kindTable = []KindInfo{
+	{Kind: "Node", APIVersion: "v1", Plural: "nodes", Aliases: []string{"node", "no"}, Namespaced: false, New: func() Resource { return &Node{} }},
+	{Kind: "Pod", APIVersion: "v1", Plural: "pods", Aliases: []string{"pod", "po"}, Namespaced: true, New: func() Resource { return &Pod{} }},
+	{Kind: "Deployment", APIVersion: "apps/v1", Plural: "deployments", Aliases: []string{"deployment", "deploy"}, Namespaced: true, New: func() Resource { return &Deployment{} }},
+	{Kind: "Service", APIVersion: "v1", Plural: "services", Aliases: []string{"service", "svc"}, Namespaced: true, New: func() Resource { return &Service{} }},
+	{Kind: "Endpoints", APIVersion: "v1", Plural: "endpoints", Aliases: []string{"endpoint", "ep"}, Namespaced: true, New: func() Resource { return &Endpoints{} }},
+}
+
 // Kinds lists every kind the API serves, in a stable order.
 func Kinds() []KindInfo {
-	return []KindInfo{
-		{Kind: "Node", APIVersion: "v1", Plural: "nodes", Aliases: []string{"node", "no"}, Namespaced: false, New: func() Resource { return &Node{} }},
-		{Kind: "Pod", APIVersion: "v1", Plural: "pods", Aliases: []string{"pod", "po"}, Namespaced: true, New: func() Resource { return &Pod{} }},
-		{Kind: "Deployment", APIVersion: "apps/v1", Plural: "deployments", Aliases: []string{"deployment", "deploy"}, Namespaced: true, New: func() Resource { return &Deployment{} }},
-		{Kind: "Service", APIVersion: "v1", Plural: "services", Aliases: []string{"service", "svc"}, Namespaced: true, New: func() Resource { return &Service{} }},
-		{Kind: "Endpoints", APIVersion: "v1", Plural: "endpoints", Aliases: []string{"endpoint", "ep"}, Namespaced: true, New: func() Resource { return &Endpoints{} }},
-	}
+	return append([]KindInfo(nil), kindTable...)
 }
 
 // LookupKind finds a kind by its name, plural or alias, in any case.
 func LookupKind(name string) (KindInfo, bool) {
-	for _, k := range Kinds() {
-		if strings.EqualFold(name, k.Kind) || strings.EqualFold(name, k.Plural) {
+	for _, k := range kindTable {
+		if name == k.Kind || strings.EqualFold(name, k.Kind) || strings.EqualFold(name, k.Plural) {
 			return k, true
 		}
 		for _, a := range k.Aliases {

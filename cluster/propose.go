@@ -34,7 +34,7 @@ const (
 	maxTxnsPerEntry = 512
 	// maxEntriesInFlight bounds the raft entries proposed and not yet
 	// applied; while they are, new writes queue and go out together.
-	maxEntriesInFlight = 16
+	maxEntriesInFlight = 2
 )
 
 // propose submits a transaction through raft on the leader and waits for its

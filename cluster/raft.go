@@ -16,16 +16,19 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
-// raftTimings are tuned for a LAN: a dead leader is noticed within about a
-// second, and a new one elected soon after.
+// raftConfig is tuned for a LAN: a dead leader is noticed within about a
+// second and a new one elected soon after, while a busy machine does not
+// make a healthy leader step down.
 func raftConfig(nodeID string, trailingLogs uint64, logger hclog.Logger) *raft.Config {
 	c := raft.DefaultConfig()
 	c.LocalID = raft.ServerID(nodeID)
-	c.HeartbeatTimeout = 600 * time.Millisecond
-	c.ElectionTimeout = 600 * time.Millisecond
-	c.LeaderLeaseTimeout = 300 * time.Millisecond
-	c.CommitTimeout = 5 * time.Millisecond
-	c.MaxAppendEntries = 512
+	c.HeartbeatTimeout = 1000 * time.Millisecond
+	c.ElectionTimeout = 1000 * time.Millisecond
+	c.LeaderLeaseTimeout = 500 * time.Millisecond
+	// Raft's default: lower makes an idle leader message its followers
+	// every few milliseconds.
+	c.CommitTimeout = 50 * time.Millisecond
+	c.MaxAppendEntries = 128
 	c.BatchApplyCh = true
 	c.SnapshotInterval = 30 * time.Second
 	c.SnapshotThreshold = 8192
@@ -119,7 +122,15 @@ func openRaft(dir, nodeID, bind string, advertise net.Addr, creds NodeCredential
 			}
 		}
 	}
-	r, err := raft.NewRaft(cfg, f, store, store, snaps, transport)
+	// Followers are sent recent entries from memory, not read back from
+	// bolt and decoded again.
+	logs, err := raft.NewLogCache(1024, store)
+	if err != nil {
+		transport.Close()
+		store.Close()
+		return nil, fmt.Errorf("raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(cfg, f, logs, store, snaps, transport)
 	if err != nil {
 		transport.Close()
 		store.Close()
