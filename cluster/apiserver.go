@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/net/http2"
 	"log/slog"
 	"net"
 	"net/http"
@@ -48,8 +49,8 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ln := c.apiListener
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(authUnary), grpc.ChainStreamInterceptor(authStream),
+	gs := grpc.NewServer(grpc.Creds(acceptedTLS{}),
+		grpc.ChainUnaryInterceptor(authUnary), grpc.ChainStreamInterceptor(authStream),
 		grpc.MaxRecvMsgSize(16<<20))
 	srv := c.localAPI
 	api.RegisterShoalServer(gs, srv)
@@ -57,8 +58,9 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 	httpAPI := api.NewHTTPHandler(srv)
 	metrics := promhttp.HandlerFor(c.cfg.Registry, promhttp.HandlerOpts{})
 
-	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			// A gRPC call on a connection that began with HTTP/JSON.
 			gs.ServeHTTP(w, r) // the interceptors authenticate
 			return
 		}
@@ -82,25 +84,37 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 		httpAPI.ServeHTTP(w, r)
 	})
 	hs := &http.Server{
-		Handler:           mux,
-		TLSConfig:         tlsCfg,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Handshakes refused for want of a valid certificate are routine.
 		ErrorLog: slog.NewLogLogger(c.log.With("component", "api").Handler(), slog.LevelDebug),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	mux := &apiMux{
+		ln:      c.apiListener,
+		tlsCfg:  tlsCfg,
+		grpcLn:  newChanListener(c.apiListener.Addr()),
+		httpLn:  newChanListener(c.apiListener.Addr()),
+		h2:      &http2.Server{},
+		hs:      hs,
+		log:     c.log.With("component", "api"),
+		h2Conns: map[net.Conn]bool{},
+	}
+	errc := make(chan error, 3)
+	go func() { errc <- gs.Serve(mux.grpcLn) }()
+	go func() { errc <- hs.Serve(mux.httpLn) }()
+	go func() { errc <- mux.serve(ctx) }()
+	var serveErr error
 	select {
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-		gs.Stop()
-		return nil
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("API server: %w", err)
+	case serveErr = <-errc:
 	}
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	mux.close()
+	_ = hs.Shutdown(sctx)
+	gs.Stop()
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, net.ErrClosed) && !errors.Is(serveErr, grpc.ErrServerStopped) {
+		return fmt.Errorf("API server: %w", serveErr)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -473,5 +474,47 @@ func TestSnapshotRestoreAndInstall(t *testing.T) {
 	}
 	if status.Code(err) != codes.OutOfRange {
 		t.Fatalf("watch from a compacted resourceVersion: want OutOfRange, got %v", err)
+	}
+}
+
+// One port answers gRPC, HTTP/2 and HTTP/1.1: the mux hands each
+// connection to the server of its protocol, with the caller's certificate.
+func TestAPIPortServesEveryProtocol(t *testing.T) {
+	n := startTestNode(t, Config{DataDir: filepath.Join(t.TempDir(), "n1"), NodeName: "n1", AdvertiseAddr: "127.0.8.1", Init: true})
+	res := n.c.InitResult()
+	ctx := context.Background()
+	if _, err := adminClient(t, res, n.c.APIAddress()).Version(ctx, &api.VersionRequest{}); err != nil {
+		t.Fatalf("gRPC: %v", err)
+	}
+	cert, _ := tls.X509KeyPair(res.AdminCert, res.AdminKey)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(res.CACert)
+	for _, proto := range []string{"h2", "http/1.1"} {
+		for _, withCert := range []bool{true, false} {
+			cfg := &tls.Config{RootCAs: pool, NextProtos: []string{proto}}
+			if withCert {
+				cfg.Certificates = []tls.Certificate{cert}
+			}
+			tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: proto == "h2"}
+			if proto != "h2" {
+				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			for i := 0; i < 2; i++ { // a second request on the same connection
+				resp, err := hc.Get("https://" + n.c.APIAddress() + "/v1/version")
+				if err != nil {
+					t.Fatalf("%s: %v", proto, err)
+				}
+				resp.Body.Close()
+				want := http.StatusOK
+				if !withCert {
+					want = http.StatusUnauthorized
+				}
+				if resp.StatusCode != want || (proto == "h2") != (resp.ProtoMajor == 2) {
+					t.Fatalf("%s (certificate %v): %s %s", proto, withCert, resp.Proto, resp.Status)
+				}
+			}
+			tr.CloseIdleConnections()
+		}
 	}
 }
