@@ -366,7 +366,8 @@ func (c *Cluster) newIdentity() (identity, error) {
 		if err != nil {
 			return identity{}, fmt.Errorf("node name: %w", err)
 		}
-		name = h
+		// Node names are DNS names: host names are case-insensitive.
+		name = strings.ToLower(h)
 	}
 	return identity{
 		ID: uuid.NewString(), Name: name, AdvertiseAddr: adv, BindAddr: bind,
