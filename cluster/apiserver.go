@@ -50,7 +50,7 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 		return err
 	}
 	gs := grpc.NewServer(grpc.Creds(acceptedTLS{}),
-		grpc.ChainUnaryInterceptor(authUnary), grpc.ChainStreamInterceptor(authStream),
+		grpc.ChainUnaryInterceptor(c.unaryInterceptor), grpc.ChainStreamInterceptor(c.streamInterceptor),
 		grpc.MaxRecvMsgSize(16<<20))
 	srv := c.localAPI
 	api.RegisterShoalServer(gs, srv)

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"path"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -56,16 +58,26 @@ func authenticate(ctx context.Context, method string) error {
 	return nil
 }
 
-func authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := authenticate(ctx, info.FullMethod); err != nil {
-		return nil, err
-	}
-	return handler(ctx, req)
+// unaryInterceptor authenticates every call but joining and counts it.
+func (c *Cluster) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	method := path.Base(info.FullMethod)
+	resp, err := func() (any, error) {
+		if err := authenticate(ctx, info.FullMethod); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}()
+	c.metrics.apiLatency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	c.metrics.apiRequests.WithLabelValues(method, status.Code(err).String()).Inc()
+	return resp, err
 }
 
-func authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := authenticate(ss.Context(), info.FullMethod); err != nil {
-		return err
+func (c *Cluster) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	err := authenticate(ss.Context(), info.FullMethod)
+	if err == nil {
+		err = handler(srv, ss)
 	}
-	return handler(srv, ss)
+	c.metrics.apiRequests.WithLabelValues(path.Base(info.FullMethod), status.Code(err).String()).Inc()
+	return err
 }

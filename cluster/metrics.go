@@ -8,6 +8,8 @@ type metrics struct {
 	batchSize         prometheus.Histogram
 	membershipChanges *prometheus.CounterVec
 	forwarded         *prometheus.CounterVec
+	apiRequests       *prometheus.CounterVec
+	apiLatency        *prometheus.HistogramVec
 }
 
 func newMetrics(reg *prometheus.Registry, c *Cluster) *metrics {
@@ -31,7 +33,26 @@ func newMetrics(reg *prometheus.Registry, c *Cluster) *metrics {
 			Help: "API calls this node forwarded to the leader, by method.",
 		}, []string{"method"}),
 	}
-	reg.MustRegister(m.applyLatency, m.batchSize, m.membershipChanges, m.forwarded,
+	m.apiRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_api_requests_total",
+		Help: "gRPC API calls this node answered, by method and status code.",
+	}, []string{"method", "code"})
+	m.apiLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "shoal_api_request_seconds",
+		Help:    "Time to answer a unary gRPC API call, by method.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"method"})
+	reg.MustRegister(m.applyLatency, m.batchSize, m.membershipChanges, m.forwarded, m.apiRequests, m.apiLatency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "shoal_cluster_members",
+			Help:        "Nodes gossip knows, by state.",
+			ConstLabels: prometheus.Labels{"state": "alive"},
+		}, func() float64 { return float64(c.countMembers(true)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "shoal_cluster_members",
+			Help:        "Nodes gossip knows, by state.",
+			ConstLabels: prometheus.Labels{"state": "dead"},
+		}, func() float64 { return float64(c.countMembers(false)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shoal_raft_leader",
 			Help: "1 when this node is the raft leader.",
@@ -47,4 +68,17 @@ func newMetrics(reg *prometheus.Registry, c *Cluster) *metrics {
 		}, func() float64 { return float64(c.state.Index()) }),
 	)
 	return m
+}
+
+func (c *Cluster) countMembers(alive bool) int {
+	if c.members == nil {
+		return 0
+	}
+	n := 0
+	for _, m := range c.members.Members() {
+		if m.Alive == alive {
+			n++
+		}
+	}
+	return n
 }
