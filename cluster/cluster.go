@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,6 +32,9 @@ const (
 	DefaultAPIPort    = 7443
 	DefaultGossipPort = 7946
 	DefaultRaftPort   = 7947
+
+	DefaultPodCIDR     = "10.244.0.0/16"
+	DefaultServiceCIDR = "10.96.0.0/16"
 )
 
 // Config says how to start this node.
@@ -61,6 +65,11 @@ type Config struct {
 	// replaced; default 10 s.
 	Stabilization time.Duration
 
+	// PodCIDR and ServiceCIDR are chosen at --init for the whole cluster
+	// (defaults 10.244.0.0/16 and 10.96.0.0/16); later starts ignore them.
+	PodCIDR     string
+	ServiceCIDR string
+
 	// TrailingLogs is how many raft entries stay after a snapshot compacts
 	// the log (default 10240); a follower further behind gets the snapshot.
 	TrailingLogs uint64
@@ -85,6 +94,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Stabilization == 0 {
 		c.Stabilization = 10 * time.Second
+	}
+	if c.PodCIDR == "" {
+		c.PodCIDR = DefaultPodCIDR
+	}
+	if c.ServiceCIDR == "" {
+		c.ServiceCIDR = DefaultServiceCIDR
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
@@ -191,6 +206,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 	case cfg.Init:
+		if _, err := checkPodCIDR(cfg.PodCIDR); err != nil {
+			return nil, fmt.Errorf("--pod-cidr: %w", err)
+		}
+		if p, err := netip.ParsePrefix(cfg.ServiceCIDR); err != nil || !p.Addr().Is4() || p.Masked() != p {
+			return nil, fmt.Errorf("--service-cidr %q: want an IPv4 CIDR such as %s", cfg.ServiceCIDR, DefaultServiceCIDR)
+		}
 		if err := c.initCluster(); err != nil {
 			return nil, err
 		}
@@ -446,7 +467,11 @@ func (c *Cluster) finishInit(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	res, err := c.propose(ctx, &storepb.Txn{SetSecrets: c.pendingSecrets, TimeUnixNano: time.Now().UnixNano()})
+	res, err := c.propose(ctx, &storepb.Txn{
+		SetSecrets:   c.pendingSecrets,
+		SetSettings:  &storepb.ClusterSettings{PodCidr: c.cfg.PodCIDR, ServiceCidr: c.cfg.ServiceCIDR},
+		TimeUnixNano: time.Now().UnixNano(),
+	})
 	if err != nil {
 		return fmt.Errorf("new cluster: store secrets: %w", err)
 	}
@@ -663,6 +688,11 @@ func (c *Cluster) runLeader(ctx context.Context) {
 	c.leaderReady = true
 	c.leaderSince = time.Now()
 	c.mu.Unlock()
+	if c.state.Settings() == nil && c.state.Secrets() != nil {
+		// A cluster created before settings existed: the defaults.
+		_, _ = c.propose(ctx, &storepb.Txn{TimeUnixNano: time.Now().UnixNano(),
+			SetSettings: &storepb.ClusterSettings{PodCidr: DefaultPodCIDR, ServiceCidr: DefaultServiceCIDR}})
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {

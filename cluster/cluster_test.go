@@ -167,6 +167,29 @@ func TestClusterFormsAndReplicates(t *testing.T) {
 		l, v, _, r := countRoles(roles)
 		return len(roles) == 3 && l == 1 && v == 3 && r == 3, seen
 	})
+	// Each node leases its own pod subnet.
+	waitFor(t, 10*time.Second, "a distinct pod subnet on every node", func() (bool, string) {
+		list, err := cl.List(ctx, &api.ListRequest{Kind: "Node"})
+		if err != nil {
+			return false, err.Error()
+		}
+		seen := map[string]bool{}
+		var b strings.Builder
+		for _, o := range list.Items {
+			cidr := o.GetNode().GetSpec().GetPodCidr()
+			fmt.Fprintf(&b, "%s=%s ", o.GetNode().Metadata.Name, cidr)
+			if cidr == "" || seen[cidr] {
+				return false, b.String()
+			}
+			seen[cidr] = true
+		}
+		return len(seen) == 3, b.String()
+	})
+	for _, n := range nodes {
+		if st := n.c.State().Settings(); st.GetPodCidr() != DefaultPodCIDR || st.GetServiceCidr() != DefaultServiceCIDR {
+			t.Fatalf("node %s has cluster settings %v", n.cfg.NodeName, st)
+		}
+	}
 	// A write through a follower is forwarded to the leader.
 	pod := &api.Pod{Metadata: &api.ObjectMeta{Name: "p1"}, Spec: &api.PodSpec{Containers: []*api.Container{{Name: "c", Image: "busybox"}}}}
 	out, err := cl.Apply(ctx, &api.ApplyRequest{Objects: []*api.Object{api.Wrap(pod)}})

@@ -43,11 +43,11 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // Restore replaces the state with a snapshot's content.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	index, secrets, objs, err := readSnapshot(rc)
+	hdr, objs, err := readSnapshot(rc)
 	if err != nil {
 		return err
 	}
-	return f.state.restore(index, secrets, objs)
+	return f.state.restore(hdr, objs)
 }
 
 type fsmSnapshot struct {
@@ -78,7 +78,7 @@ func writeSnapshot(w io.Writer, v *snapshotView) error {
 			objs = append(objs, api.Wrap(raw.(*record).Obj))
 		}
 	}
-	hdr := &storepb.SnapshotHeader{Index: v.index, Secrets: v.secrets, ObjectCount: uint64(len(objs))}
+	hdr := &storepb.SnapshotHeader{Index: v.index, Secrets: v.secrets, Settings: v.settings, ObjectCount: uint64(len(objs))}
 	if _, err := protodelim.MarshalTo(bw, hdr); err != nil {
 		return fmt.Errorf("snapshot header: %w", err)
 	}
@@ -90,25 +90,25 @@ func writeSnapshot(w io.Writer, v *snapshotView) error {
 	return bw.Flush()
 }
 
-func readSnapshot(r io.Reader) (uint64, *storepb.ClusterSecrets, []api.Resource, error) {
+func readSnapshot(r io.Reader) (*storepb.SnapshotHeader, []api.Resource, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	opts := protodelim.UnmarshalOptions{MaxSize: 64 << 20}
 	var hdr storepb.SnapshotHeader
 	if err := opts.UnmarshalFrom(br, &hdr); err != nil {
-		return 0, nil, nil, fmt.Errorf("snapshot header: %w", err)
+		return nil, nil, fmt.Errorf("snapshot header: %w", err)
 	}
 	// The count comes from the file: do not trust it for an allocation.
 	objs := make([]api.Resource, 0, min(hdr.ObjectCount, 1<<16))
 	for i := uint64(0); i < hdr.ObjectCount; i++ {
 		var o api.Object
 		if err := opts.UnmarshalFrom(br, &o); err != nil {
-			return 0, nil, nil, fmt.Errorf("snapshot object %d of %d: %w", i+1, hdr.ObjectCount, err)
+			return nil, nil, fmt.Errorf("snapshot object %d of %d: %w", i+1, hdr.ObjectCount, err)
 		}
 		r := o.Resource()
 		if r == nil {
-			return 0, nil, nil, fmt.Errorf("snapshot object %d of %d is empty", i+1, hdr.ObjectCount)
+			return nil, nil, fmt.Errorf("snapshot object %d of %d is empty", i+1, hdr.ObjectCount)
 		}
 		objs = append(objs, r)
 	}
-	return hdr.Index, hdr.Secrets, objs, nil
+	return &hdr, objs, nil
 }

@@ -354,7 +354,7 @@ func TestFSMRestoreHugeObjectCount(t *testing.T) {
 						t.Errorf("readSnapshot panicked: %v", r)
 					}
 				}()
-				_, _, _, err = readSnapshot(bytes.NewReader(data))
+				_, _, err = readSnapshot(bytes.NewReader(data))
 			}()
 			if err == nil {
 				t.Error("readSnapshot accepted a header with no objects behind it")

@@ -83,6 +83,23 @@ func (c *Cluster) reconcileNodes(ctx context.Context) {
 	for _, r := range existing {
 		byName[r.GetMetadata().GetName()] = r.(*api.Node)
 	}
+	podCIDR := DefaultPodCIDR
+	if st := c.state.Settings(); st != nil && st.PodCidr != "" {
+		podCIDR = st.PodCidr
+	}
+	var leased []string
+	for _, n := range byName {
+		leased = append(leased, n.GetSpec().GetPodCidr())
+	}
+	lease := func(node string) string {
+		s, err := allocateNodeSubnet(podCIDR, leased)
+		if err != nil {
+			c.log.Warn("no pod subnet for node", "node", node, "err", err)
+			return ""
+		}
+		leased = append(leased, s)
+		return s
+	}
 	members := c.members.Members()
 	aliveName := map[string]string{} // name -> ID of its live member
 	for _, m := range members {
@@ -109,7 +126,17 @@ func (c *Cluster) reconcileNodes(ctx context.Context) {
 		switch {
 		case cur == nil:
 			op = &storepb.Op{Type: storepb.Op_PUT, CreateOnly: true, NewUid: newUID(),
-				Object: api.Wrap(&api.Node{Metadata: &api.ObjectMeta{Name: name}, Spec: &api.NodeSpec{}, Status: want})}
+				Object: api.Wrap(&api.Node{Metadata: &api.ObjectMeta{Name: name}, Spec: &api.NodeSpec{PodCidr: lease(name)}, Status: want})}
+		case cur.GetSpec().GetPodCidr() == "":
+			// A node from before subnets were leased, or whose lease failed.
+			next := proto.Clone(cur).(*api.Node)
+			if next.Spec == nil {
+				next.Spec = &api.NodeSpec{}
+			}
+			if next.Spec.PodCidr = lease(name); next.Spec.PodCidr == "" {
+				continue
+			}
+			op = &storepb.Op{Type: storepb.Op_PUT, ResourceVersion: cur.GetMetadata().GetResourceVersion(), Object: api.Wrap(next)}
 		case !proto.Equal(cur.GetStatus(), want):
 			op = &storepb.Op{Type: storepb.Op_PUT, StatusOnly: true, ResourceVersion: cur.GetMetadata().GetResourceVersion(),
 				Object: api.Wrap(&api.Node{Metadata: &api.ObjectMeta{Name: name}, Status: want})}

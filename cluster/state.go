@@ -61,7 +61,8 @@ type State struct {
 
 	mu      sync.Mutex
 	index   uint64
-	secrets *storepb.ClusterSecrets
+	secrets  *storepb.ClusterSecrets
+	settings *storepb.ClusterSettings
 	events  []Event // recent events, oldest first, from events[head]
 	head    int
 	// firstIndex is the lowest resourceVersion a watch can resume from:
@@ -84,6 +85,14 @@ func (s *State) Index() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.index
+}
+
+// Settings returns the cluster-wide settings, or nil before --init wrote
+// them.
+func (s *State) Settings() *storepb.ClusterSettings {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settings
 }
 
 // Secrets returns the cluster secrets, or nil before --init wrote them.
@@ -245,8 +254,14 @@ func (s *State) appendEventsLocked(events []Event) {
 func (s *State) eventWindowLocked() []Event { return s.events[s.head:] }
 
 func (s *State) applyTxnLocked(index uint64, t *storepb.Txn) (*storepb.TxnResult, []Event) {
-	if t.SetSecrets != nil {
-		s.secrets = proto.Clone(t.SetSecrets).(*storepb.ClusterSecrets)
+	if t.SetSecrets != nil || t.SetSettings != nil {
+		// Secrets and settings travel alone: such a transaction has no ops.
+		if t.SetSecrets != nil {
+			s.secrets = proto.Clone(t.SetSecrets).(*storepb.ClusterSecrets)
+		}
+		if t.SetSettings != nil {
+			s.settings = proto.Clone(t.SetSettings).(*storepb.ClusterSettings)
+		}
 		return &storepb.TxnResult{}, nil
 	}
 	txn := s.db.Txn(true)
@@ -443,7 +458,8 @@ func nodeNameOf(r api.Resource) string {
 }
 
 // restore replaces the whole state with the objects of a snapshot.
-func (s *State) restore(index uint64, secrets *storepb.ClusterSecrets, objs []api.Resource) error {
+func (s *State) restore(hdr *storepb.SnapshotHeader, objs []api.Resource) error {
+	index, secrets := hdr.GetIndex(), hdr.GetSecrets()
 	db, err := memdb.NewMemDB(stateSchema())
 	if err != nil {
 		return err
@@ -460,6 +476,7 @@ func (s *State) restore(index uint64, secrets *storepb.ClusterSecrets, objs []ap
 	s.db = db
 	s.index = index
 	s.secrets = secrets
+	s.settings = hdr.GetSettings()
 	s.events = nil
 	s.head = 0
 	s.firstIndex = index
@@ -472,12 +489,13 @@ func (s *State) restore(index uint64, secrets *storepb.ClusterSecrets, objs []ap
 // snapshotView is a consistent read-only view for a snapshot.
 type snapshotView struct {
 	index   uint64
-	secrets *storepb.ClusterSecrets
-	txn     *memdb.Txn
+	secrets  *storepb.ClusterSecrets
+	settings *storepb.ClusterSettings
+	txn      *memdb.Txn
 }
 
 func (s *State) snapshotView() *snapshotView {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &snapshotView{index: s.index, secrets: s.secrets, txn: s.db.Txn(false)}
+	return &snapshotView{index: s.index, secrets: s.secrets, settings: s.settings, txn: s.db.Txn(false)}
 }

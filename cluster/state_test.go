@@ -1183,7 +1183,7 @@ func TestStateRestore(t *testing.T) {
 				stApply(s, uint64(i+1), entry...)
 			}
 			_, _, ch, _ := s.EventsSince(12, stAll)
-			if err := s.restore(50, secrets, tc.objs); err != nil {
+			if err := s.restore(&storepb.SnapshotHeader{Index: 50, Secrets: secrets}, tc.objs); err != nil {
 				t.Fatal(err)
 			}
 			select {

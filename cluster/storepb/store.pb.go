@@ -124,7 +124,9 @@ type Txn struct {
 	// stamps the same creationTimestamp.
 	TimeUnixNano int64 `protobuf:"varint,2,opt,name=time_unix_nano,json=timeUnixNano,proto3" json:"time_unix_nano,omitempty"`
 	// Cluster secrets (set at --init; the join secret on rotation).
-	SetSecrets    *ClusterSecrets `protobuf:"bytes,3,opt,name=set_secrets,json=setSecrets,proto3" json:"set_secrets,omitempty"`
+	SetSecrets *ClusterSecrets `protobuf:"bytes,3,opt,name=set_secrets,json=setSecrets,proto3" json:"set_secrets,omitempty"`
+	// Cluster-wide settings (set at --init).
+	SetSettings   *ClusterSettings `protobuf:"bytes,4,opt,name=set_settings,json=setSettings,proto3" json:"set_settings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -176,6 +178,13 @@ func (x *Txn) GetTimeUnixNano() int64 {
 func (x *Txn) GetSetSecrets() *ClusterSecrets {
 	if x != nil {
 		return x.SetSecrets
+	}
+	return nil
+}
+
+func (x *Txn) GetSetSettings() *ClusterSettings {
+	if x != nil {
+		return x.SetSettings
 	}
 	return nil
 }
@@ -430,19 +439,75 @@ func (x *ClusterSecrets) GetGossipKey() []byte {
 	return nil
 }
 
+// ClusterSettings are chosen at --init and the same for every node.
+type ClusterSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pods get addresses from this CIDR; each node leases a /24 of it.
+	PodCidr string `protobuf:"bytes,1,opt,name=pod_cidr,json=podCidr,proto3" json:"pod_cidr,omitempty"`
+	// Services get virtual IPs from this CIDR.
+	ServiceCidr   string `protobuf:"bytes,2,opt,name=service_cidr,json=serviceCidr,proto3" json:"service_cidr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterSettings) Reset() {
+	*x = ClusterSettings{}
+	mi := &file_store_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterSettings) ProtoMessage() {}
+
+func (x *ClusterSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterSettings.ProtoReflect.Descriptor instead.
+func (*ClusterSettings) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ClusterSettings) GetPodCidr() string {
+	if x != nil {
+		return x.PodCidr
+	}
+	return ""
+}
+
+func (x *ClusterSettings) GetServiceCidr() string {
+	if x != nil {
+		return x.ServiceCidr
+	}
+	return ""
+}
+
 // SnapshotHeader is the first record of a snapshot; the objects follow.
 type SnapshotHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	Secrets       *ClusterSecrets        `protobuf:"bytes,2,opt,name=secrets,proto3" json:"secrets,omitempty"`
 	ObjectCount   uint64                 `protobuf:"varint,3,opt,name=object_count,json=objectCount,proto3" json:"object_count,omitempty"`
+	Settings      *ClusterSettings       `protobuf:"bytes,4,opt,name=settings,proto3" json:"settings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_store_proto_msgTypes[5]
+	mi := &file_store_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +519,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[5]
+	mi := &file_store_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +532,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{5}
+	return file_store_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SnapshotHeader) GetIndex() uint64 {
@@ -491,18 +556,26 @@ func (x *SnapshotHeader) GetObjectCount() uint64 {
 	return 0
 }
 
+func (x *SnapshotHeader) GetSettings() *ClusterSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
 var File_store_proto protoreflect.FileDescriptor
 
 const file_store_proto_rawDesc = "" +
 	"\n" +
 	"\vstore.proto\x12\x0eshoal.store.v1\x1a\vshoal.proto\"2\n" +
 	"\aCommand\x12'\n" +
-	"\x04txns\x18\x01 \x03(\v2\x13.shoal.store.v1.TxnR\x04txns\"\x92\x01\n" +
+	"\x04txns\x18\x01 \x03(\v2\x13.shoal.store.v1.TxnR\x04txns\"\xd6\x01\n" +
 	"\x03Txn\x12$\n" +
 	"\x03ops\x18\x01 \x03(\v2\x12.shoal.store.v1.OpR\x03ops\x12$\n" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12?\n" +
 	"\vset_secrets\x18\x03 \x01(\v2\x1e.shoal.store.v1.ClusterSecretsR\n" +
-	"setSecrets\"\xc4\x02\n" +
+	"setSecrets\x12B\n" +
+	"\fset_settings\x18\x04 \x01(\v2\x1f.shoal.store.v1.ClusterSettingsR\vsetSettings\"\xc4\x02\n" +
 	"\x02Op\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.shoal.store.v1.Op.TypeR\x04type\x12(\n" +
 	"\x06object\x18\x02 \x01(\v2\x10.shoal.v1.ObjectR\x06object\x12\x12\n" +
@@ -531,11 +604,15 @@ const file_store_proto_rawDesc = "" +
 	"\vjoin_secret\x18\x04 \x01(\tR\n" +
 	"joinSecret\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"\x83\x01\n" +
+	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"O\n" +
+	"\x0fClusterSettings\x12\x19\n" +
+	"\bpod_cidr\x18\x01 \x01(\tR\apodCidr\x12!\n" +
+	"\fservice_cidr\x18\x02 \x01(\tR\vserviceCidr\"\xc0\x01\n" +
 	"\x0eSnapshotHeader\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x128\n" +
 	"\asecrets\x18\x02 \x01(\v2\x1e.shoal.store.v1.ClusterSecretsR\asecrets\x12!\n" +
-	"\fobject_count\x18\x03 \x01(\x04R\vobjectCountB4Z2github.com/shoalproj/shoal/cluster/storepb;storepbb\x06proto3"
+	"\fobject_count\x18\x03 \x01(\x04R\vobjectCount\x12;\n" +
+	"\bsettings\x18\x04 \x01(\v2\x1f.shoal.store.v1.ClusterSettingsR\bsettingsB4Z2github.com/shoalproj/shoal/cluster/storepb;storepbb\x06proto3"
 
 var (
 	file_store_proto_rawDescOnce sync.Once
@@ -550,30 +627,33 @@ func file_store_proto_rawDescGZIP() []byte {
 }
 
 var file_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_store_proto_goTypes = []any{
-	(Op_Type)(0),           // 0: shoal.store.v1.Op.Type
-	(*Command)(nil),        // 1: shoal.store.v1.Command
-	(*Txn)(nil),            // 2: shoal.store.v1.Txn
-	(*Op)(nil),             // 3: shoal.store.v1.Op
-	(*TxnResult)(nil),      // 4: shoal.store.v1.TxnResult
-	(*ClusterSecrets)(nil), // 5: shoal.store.v1.ClusterSecrets
-	(*SnapshotHeader)(nil), // 6: shoal.store.v1.SnapshotHeader
-	(*api.Object)(nil),     // 7: shoal.v1.Object
+	(Op_Type)(0),            // 0: shoal.store.v1.Op.Type
+	(*Command)(nil),         // 1: shoal.store.v1.Command
+	(*Txn)(nil),             // 2: shoal.store.v1.Txn
+	(*Op)(nil),              // 3: shoal.store.v1.Op
+	(*TxnResult)(nil),       // 4: shoal.store.v1.TxnResult
+	(*ClusterSecrets)(nil),  // 5: shoal.store.v1.ClusterSecrets
+	(*ClusterSettings)(nil), // 6: shoal.store.v1.ClusterSettings
+	(*SnapshotHeader)(nil),  // 7: shoal.store.v1.SnapshotHeader
+	(*api.Object)(nil),      // 8: shoal.v1.Object
 }
 var file_store_proto_depIdxs = []int32{
 	2, // 0: shoal.store.v1.Command.txns:type_name -> shoal.store.v1.Txn
 	3, // 1: shoal.store.v1.Txn.ops:type_name -> shoal.store.v1.Op
 	5, // 2: shoal.store.v1.Txn.set_secrets:type_name -> shoal.store.v1.ClusterSecrets
-	0, // 3: shoal.store.v1.Op.type:type_name -> shoal.store.v1.Op.Type
-	7, // 4: shoal.store.v1.Op.object:type_name -> shoal.v1.Object
-	7, // 5: shoal.store.v1.TxnResult.objects:type_name -> shoal.v1.Object
-	5, // 6: shoal.store.v1.SnapshotHeader.secrets:type_name -> shoal.store.v1.ClusterSecrets
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	6, // 3: shoal.store.v1.Txn.set_settings:type_name -> shoal.store.v1.ClusterSettings
+	0, // 4: shoal.store.v1.Op.type:type_name -> shoal.store.v1.Op.Type
+	8, // 5: shoal.store.v1.Op.object:type_name -> shoal.v1.Object
+	8, // 6: shoal.store.v1.TxnResult.objects:type_name -> shoal.v1.Object
+	5, // 7: shoal.store.v1.SnapshotHeader.secrets:type_name -> shoal.store.v1.ClusterSecrets
+	6, // 8: shoal.store.v1.SnapshotHeader.settings:type_name -> shoal.store.v1.ClusterSettings
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_store_proto_init() }
@@ -587,7 +667,7 @@ func file_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_proto_rawDesc), len(file_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

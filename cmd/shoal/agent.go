@@ -69,6 +69,8 @@ func newAgentCommand() *cobra.Command {
 	f.IntVar(&cfg.RaftPort, "raft-port", cluster.DefaultRaftPort, "port of raft")
 	f.IntVar(&cfg.MaxReplicas, "max-replicas", 9, "most nodes that hold the raft log (voters and non-voters)")
 	f.DurationVar(&cfg.Stabilization, "stabilization", 10*time.Second, "how long a voter must be gone before another node replaces it")
+	f.StringVar(&cfg.PodCIDR, "pod-cidr", cluster.DefaultPodCIDR, "with --init: the CIDR pods get addresses from; each node leases a /24 of it")
+	f.StringVar(&cfg.ServiceCIDR, "service-cidr", cluster.DefaultServiceCIDR, "with --init: the CIDR services get virtual IPs from")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
