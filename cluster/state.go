@@ -59,12 +59,12 @@ const eventLogSize = 65536
 type State struct {
 	db *memdb.MemDB
 
-	mu      sync.Mutex
-	index   uint64
+	mu       sync.Mutex
+	index    uint64
 	secrets  *storepb.ClusterSecrets
 	settings *storepb.ClusterSettings
-	events  []Event // recent events, oldest first, from events[head]
-	head    int
+	events   []Event // recent events, oldest first, from events[head]
+	head     int
 	// firstIndex is the lowest resourceVersion a watch can resume from:
 	// every event after it is in events.
 	firstIndex uint64
@@ -488,7 +488,7 @@ func (s *State) restore(hdr *storepb.SnapshotHeader, objs []api.Resource) error 
 
 // snapshotView is a consistent read-only view for a snapshot.
 type snapshotView struct {
-	index   uint64
+	index    uint64
 	secrets  *storepb.ClusterSecrets
 	settings *storepb.ClusterSettings
 	txn      *memdb.Txn
