@@ -43,6 +43,8 @@ type observedContainer struct {
 	Running    bool
 	Exited     bool
 	ExitCode   int32
+	OOMKilled  bool
+	ImageID    string
 	StartedAt  time.Time
 	FinishedAt time.Time
 }
