@@ -284,6 +284,16 @@ func (h *httpAPI) apply(w http.ResponseWriter, r *http.Request) {
 	var b bytes.Buffer
 	b.WriteString(`{"items":`)
 	b.Write(items)
+	if len(resp.GetFailures()) > 0 {
+		// Status writes succeed or fail one by one.
+		failures, err := json.Marshal(resp.GetFailures())
+		if err != nil {
+			httpWriteError(w, r, err)
+			return
+		}
+		b.WriteString(`,"failures":`)
+		b.Write(failures)
+	}
 	b.WriteString(`}`)
 	httpWriteJSON(w, http.StatusOK, b.Bytes())
 }

@@ -4339,7 +4339,9 @@ type ApplyRequest struct {
 	Objects []*Object              `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
 	// Fail with AlreadyExists instead of updating an existing object.
 	CreateOnly bool `protobuf:"varint,2,opt,name=create_only,json=createOnly,proto3" json:"create_only,omitempty"`
-	// Write status instead of spec (agents and controllers).
+	// Write status instead of spec (agents and controllers). Status writes
+	// are independent: each succeeds or fails alone (see failures), where a
+	// spec apply is all or nothing.
 	Status        bool `protobuf:"varint,3,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4397,8 +4399,11 @@ func (x *ApplyRequest) GetStatus() bool {
 }
 
 type ApplyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Objects       []*Object              `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The objects as stored (for status writes: those that succeeded).
+	Objects []*Object `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
+	// Status writes only: the objects that could not be written.
+	Failures      []*ApplyFailure `protobuf:"bytes,2,rep,name=failures,proto3" json:"failures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4440,6 +4445,73 @@ func (x *ApplyResponse) GetObjects() []*Object {
 	return nil
 }
 
+func (x *ApplyResponse) GetFailures() []*ApplyFailure {
+	if x != nil {
+		return x.Failures
+	}
+	return nil
+}
+
+type ApplyFailure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"` // position in the request
+	Code          int32                  `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`   // gRPC status code
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyFailure) Reset() {
+	*x = ApplyFailure{}
+	mi := &file_shoal_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyFailure) ProtoMessage() {}
+
+func (x *ApplyFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyFailure.ProtoReflect.Descriptor instead.
+func (*ApplyFailure) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *ApplyFailure) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ApplyFailure) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ApplyFailure) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type GetRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Kind      string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
@@ -4453,7 +4525,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_shoal_proto_msgTypes[64]
+	mi := &file_shoal_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4465,7 +4537,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[64]
+	mi := &file_shoal_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4478,7 +4550,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{64}
+	return file_shoal_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *GetRequest) GetKind() string {
@@ -4524,7 +4596,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_shoal_proto_msgTypes[65]
+	mi := &file_shoal_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4536,7 +4608,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[65]
+	mi := &file_shoal_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4549,7 +4621,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{65}
+	return file_shoal_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListRequest) GetKind() string {
@@ -4598,7 +4670,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_shoal_proto_msgTypes[66]
+	mi := &file_shoal_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4610,7 +4682,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[66]
+	mi := &file_shoal_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4623,7 +4695,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{66}
+	return file_shoal_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListResponse) GetItems() []*Object {
@@ -4653,7 +4725,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_shoal_proto_msgTypes[67]
+	mi := &file_shoal_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4665,7 +4737,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[67]
+	mi := &file_shoal_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4678,7 +4750,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{67}
+	return file_shoal_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *DeleteRequest) GetKind() string {
@@ -4718,7 +4790,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_shoal_proto_msgTypes[68]
+	mi := &file_shoal_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4730,7 +4802,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[68]
+	mi := &file_shoal_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4743,7 +4815,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{68}
+	return file_shoal_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *DeleteResponse) GetObject() *Object {
@@ -4766,7 +4838,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_shoal_proto_msgTypes[69]
+	mi := &file_shoal_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4778,7 +4850,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[69]
+	mi := &file_shoal_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4791,7 +4863,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{69}
+	return file_shoal_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *WatchRequest) GetKind() string {
@@ -4833,7 +4905,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_shoal_proto_msgTypes[70]
+	mi := &file_shoal_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4845,7 +4917,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[70]
+	mi := &file_shoal_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4858,7 +4930,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{70}
+	return file_shoal_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *WatchEvent) GetType() string {
@@ -4891,7 +4963,7 @@ type TokenRequest struct {
 
 func (x *TokenRequest) Reset() {
 	*x = TokenRequest{}
-	mi := &file_shoal_proto_msgTypes[71]
+	mi := &file_shoal_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4903,7 +4975,7 @@ func (x *TokenRequest) String() string {
 func (*TokenRequest) ProtoMessage() {}
 
 func (x *TokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[71]
+	mi := &file_shoal_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4916,7 +4988,7 @@ func (x *TokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRequest.ProtoReflect.Descriptor instead.
 func (*TokenRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{71}
+	return file_shoal_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *TokenRequest) GetRotate() bool {
@@ -4937,7 +5009,7 @@ type TokenResponse struct {
 
 func (x *TokenResponse) Reset() {
 	*x = TokenResponse{}
-	mi := &file_shoal_proto_msgTypes[72]
+	mi := &file_shoal_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4949,7 +5021,7 @@ func (x *TokenResponse) String() string {
 func (*TokenResponse) ProtoMessage() {}
 
 func (x *TokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[72]
+	mi := &file_shoal_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4962,7 +5034,7 @@ func (x *TokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenResponse.ProtoReflect.Descriptor instead.
 func (*TokenResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{72}
+	return file_shoal_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *TokenResponse) GetToken() string {
@@ -4988,7 +5060,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_shoal_proto_msgTypes[73]
+	mi := &file_shoal_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5000,7 +5072,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[73]
+	mi := &file_shoal_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5013,7 +5085,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{73}
+	return file_shoal_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RemoveNodeRequest) GetName() string {
@@ -5031,7 +5103,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_shoal_proto_msgTypes[74]
+	mi := &file_shoal_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5043,7 +5115,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[74]
+	mi := &file_shoal_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5056,7 +5128,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{74}
+	return file_shoal_proto_rawDescGZIP(), []int{75}
 }
 
 type VersionRequest struct {
@@ -5067,7 +5139,7 @@ type VersionRequest struct {
 
 func (x *VersionRequest) Reset() {
 	*x = VersionRequest{}
-	mi := &file_shoal_proto_msgTypes[75]
+	mi := &file_shoal_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5079,7 +5151,7 @@ func (x *VersionRequest) String() string {
 func (*VersionRequest) ProtoMessage() {}
 
 func (x *VersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[75]
+	mi := &file_shoal_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5092,7 +5164,7 @@ func (x *VersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionRequest.ProtoReflect.Descriptor instead.
 func (*VersionRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{75}
+	return file_shoal_proto_rawDescGZIP(), []int{76}
 }
 
 type VersionResponse struct {
@@ -5106,7 +5178,7 @@ type VersionResponse struct {
 
 func (x *VersionResponse) Reset() {
 	*x = VersionResponse{}
-	mi := &file_shoal_proto_msgTypes[76]
+	mi := &file_shoal_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5118,7 +5190,7 @@ func (x *VersionResponse) String() string {
 func (*VersionResponse) ProtoMessage() {}
 
 func (x *VersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[76]
+	mi := &file_shoal_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5131,7 +5203,7 @@ func (x *VersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionResponse.ProtoReflect.Descriptor instead.
 func (*VersionResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{76}
+	return file_shoal_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *VersionResponse) GetVersion() string {
@@ -5173,7 +5245,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_shoal_proto_msgTypes[77]
+	mi := &file_shoal_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5185,7 +5257,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[77]
+	mi := &file_shoal_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5198,7 +5270,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{77}
+	return file_shoal_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -5258,7 +5330,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_shoal_proto_msgTypes[78]
+	mi := &file_shoal_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5270,7 +5342,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[78]
+	mi := &file_shoal_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5283,7 +5355,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{78}
+	return file_shoal_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *JoinResponse) GetCertificate() []byte {
@@ -5732,9 +5804,14 @@ const file_shoal_proto_rawDesc = "" +
 	"\aobjects\x18\x01 \x03(\v2\x10.shoal.v1.ObjectR\aobjects\x12\x1f\n" +
 	"\vcreate_only\x18\x02 \x01(\bR\n" +
 	"createOnly\x12\x16\n" +
-	"\x06status\x18\x03 \x01(\bR\x06status\";\n" +
+	"\x06status\x18\x03 \x01(\bR\x06status\"o\n" +
 	"\rApplyResponse\x12*\n" +
-	"\aobjects\x18\x01 \x03(\v2\x10.shoal.v1.ObjectR\aobjects\"r\n" +
+	"\aobjects\x18\x01 \x03(\v2\x10.shoal.v1.ObjectR\aobjects\x122\n" +
+	"\bfailures\x18\x02 \x03(\v2\x16.shoal.v1.ApplyFailureR\bfailures\"R\n" +
+	"\fApplyFailure\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"r\n" +
 	"\n" +
 	"GetRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
@@ -5825,7 +5902,7 @@ func file_shoal_proto_rawDescGZIP() []byte {
 	return file_shoal_proto_rawDescData
 }
 
-var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 88)
+var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 89)
 var file_shoal_proto_goTypes = []any{
 	(*ObjectMeta)(nil),               // 0: shoal.v1.ObjectMeta
 	(*OwnerReference)(nil),           // 1: shoal.v1.OwnerReference
@@ -5891,37 +5968,38 @@ var file_shoal_proto_goTypes = []any{
 	(*Object)(nil),                   // 61: shoal.v1.Object
 	(*ApplyRequest)(nil),             // 62: shoal.v1.ApplyRequest
 	(*ApplyResponse)(nil),            // 63: shoal.v1.ApplyResponse
-	(*GetRequest)(nil),               // 64: shoal.v1.GetRequest
-	(*ListRequest)(nil),              // 65: shoal.v1.ListRequest
-	(*ListResponse)(nil),             // 66: shoal.v1.ListResponse
-	(*DeleteRequest)(nil),            // 67: shoal.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 68: shoal.v1.DeleteResponse
-	(*WatchRequest)(nil),             // 69: shoal.v1.WatchRequest
-	(*WatchEvent)(nil),               // 70: shoal.v1.WatchEvent
-	(*TokenRequest)(nil),             // 71: shoal.v1.TokenRequest
-	(*TokenResponse)(nil),            // 72: shoal.v1.TokenResponse
-	(*RemoveNodeRequest)(nil),        // 73: shoal.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),       // 74: shoal.v1.RemoveNodeResponse
-	(*VersionRequest)(nil),           // 75: shoal.v1.VersionRequest
-	(*VersionResponse)(nil),          // 76: shoal.v1.VersionResponse
-	(*JoinRequest)(nil),              // 77: shoal.v1.JoinRequest
-	(*JoinResponse)(nil),             // 78: shoal.v1.JoinResponse
-	nil,                              // 79: shoal.v1.ObjectMeta.LabelsEntry
-	nil,                              // 80: shoal.v1.ObjectMeta.AnnotationsEntry
-	nil,                              // 81: shoal.v1.LabelSelector.MatchLabelsEntry
-	nil,                              // 82: shoal.v1.PodSpec.NodeSelectorEntry
-	nil,                              // 83: shoal.v1.ResourceRequirements.LimitsEntry
-	nil,                              // 84: shoal.v1.ResourceRequirements.RequestsEntry
-	nil,                              // 85: shoal.v1.ServiceSpec.SelectorEntry
-	nil,                              // 86: shoal.v1.NodeStatus.CapacityEntry
-	nil,                              // 87: shoal.v1.NodeStatus.AllocatableEntry
-	(*structpb.Value)(nil),           // 88: google.protobuf.Value
+	(*ApplyFailure)(nil),             // 64: shoal.v1.ApplyFailure
+	(*GetRequest)(nil),               // 65: shoal.v1.GetRequest
+	(*ListRequest)(nil),              // 66: shoal.v1.ListRequest
+	(*ListResponse)(nil),             // 67: shoal.v1.ListResponse
+	(*DeleteRequest)(nil),            // 68: shoal.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 69: shoal.v1.DeleteResponse
+	(*WatchRequest)(nil),             // 70: shoal.v1.WatchRequest
+	(*WatchEvent)(nil),               // 71: shoal.v1.WatchEvent
+	(*TokenRequest)(nil),             // 72: shoal.v1.TokenRequest
+	(*TokenResponse)(nil),            // 73: shoal.v1.TokenResponse
+	(*RemoveNodeRequest)(nil),        // 74: shoal.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),       // 75: shoal.v1.RemoveNodeResponse
+	(*VersionRequest)(nil),           // 76: shoal.v1.VersionRequest
+	(*VersionResponse)(nil),          // 77: shoal.v1.VersionResponse
+	(*JoinRequest)(nil),              // 78: shoal.v1.JoinRequest
+	(*JoinResponse)(nil),             // 79: shoal.v1.JoinResponse
+	nil,                              // 80: shoal.v1.ObjectMeta.LabelsEntry
+	nil,                              // 81: shoal.v1.ObjectMeta.AnnotationsEntry
+	nil,                              // 82: shoal.v1.LabelSelector.MatchLabelsEntry
+	nil,                              // 83: shoal.v1.PodSpec.NodeSelectorEntry
+	nil,                              // 84: shoal.v1.ResourceRequirements.LimitsEntry
+	nil,                              // 85: shoal.v1.ResourceRequirements.RequestsEntry
+	nil,                              // 86: shoal.v1.ServiceSpec.SelectorEntry
+	nil,                              // 87: shoal.v1.NodeStatus.CapacityEntry
+	nil,                              // 88: shoal.v1.NodeStatus.AllocatableEntry
+	(*structpb.Value)(nil),           // 89: google.protobuf.Value
 }
 var file_shoal_proto_depIdxs = []int32{
-	79,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
-	80,  // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
+	80,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
+	81,  // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
 	1,   // 2: shoal.v1.ObjectMeta.owner_references:type_name -> shoal.v1.OwnerReference
-	81,  // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
+	82,  // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
 	3,   // 4: shoal.v1.LabelSelector.match_expressions:type_name -> shoal.v1.LabelSelectorRequirement
 	0,   // 5: shoal.v1.Pod.metadata:type_name -> shoal.v1.ObjectMeta
 	7,   // 6: shoal.v1.Pod.spec:type_name -> shoal.v1.PodSpec
@@ -5930,7 +6008,7 @@ var file_shoal_proto_depIdxs = []int32{
 	7,   // 9: shoal.v1.PodTemplateSpec.spec:type_name -> shoal.v1.PodSpec
 	8,   // 10: shoal.v1.PodSpec.containers:type_name -> shoal.v1.Container
 	13,  // 11: shoal.v1.PodSpec.volumes:type_name -> shoal.v1.Volume
-	82,  // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
+	83,  // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
 	21,  // 13: shoal.v1.PodSpec.affinity:type_name -> shoal.v1.Affinity
 	30,  // 14: shoal.v1.PodSpec.tolerations:type_name -> shoal.v1.Toleration
 	31,  // 15: shoal.v1.PodSpec.topology_spread_constraints:type_name -> shoal.v1.TopologySpreadConstraint
@@ -5941,16 +6019,16 @@ var file_shoal_proto_depIdxs = []int32{
 	16,  // 20: shoal.v1.Container.liveness_probe:type_name -> shoal.v1.Probe
 	16,  // 21: shoal.v1.Container.readiness_probe:type_name -> shoal.v1.Probe
 	16,  // 22: shoal.v1.Container.startup_probe:type_name -> shoal.v1.Probe
-	83,  // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
-	84,  // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
+	84,  // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
+	85,  // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
 	14,  // 25: shoal.v1.Volume.empty_dir:type_name -> shoal.v1.EmptyDirVolumeSource
 	15,  // 26: shoal.v1.Volume.host_path:type_name -> shoal.v1.HostPathVolumeSource
 	17,  // 27: shoal.v1.Probe.exec:type_name -> shoal.v1.ExecAction
 	18,  // 28: shoal.v1.Probe.http_get:type_name -> shoal.v1.HTTPGetAction
 	20,  // 29: shoal.v1.Probe.tcp_socket:type_name -> shoal.v1.TCPSocketAction
-	88,  // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
+	89,  // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
 	19,  // 31: shoal.v1.HTTPGetAction.http_headers:type_name -> shoal.v1.HTTPHeader
-	88,  // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
+	89,  // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
 	22,  // 33: shoal.v1.Affinity.node_affinity:type_name -> shoal.v1.NodeAffinity
 	27,  // 34: shoal.v1.Affinity.pod_anti_affinity:type_name -> shoal.v1.PodAntiAffinity
 	23,  // 35: shoal.v1.NodeAffinity.required_during_scheduling_ignored_during_execution:type_name -> shoal.v1.NodeSelector
@@ -5977,15 +6055,15 @@ var file_shoal_proto_depIdxs = []int32{
 	6,   // 56: shoal.v1.DeploymentSpec.template:type_name -> shoal.v1.PodTemplateSpec
 	41,  // 57: shoal.v1.DeploymentSpec.strategy:type_name -> shoal.v1.DeploymentStrategy
 	42,  // 58: shoal.v1.DeploymentStrategy.rolling_update:type_name -> shoal.v1.RollingUpdateDeployment
-	88,  // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
-	88,  // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
+	89,  // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
+	89,  // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
 	44,  // 61: shoal.v1.DeploymentStatus.conditions:type_name -> shoal.v1.DeploymentCondition
 	0,   // 62: shoal.v1.Service.metadata:type_name -> shoal.v1.ObjectMeta
 	46,  // 63: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	85,  // 64: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
+	86,  // 64: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
 	47,  // 65: shoal.v1.ServiceSpec.ports:type_name -> shoal.v1.ServicePort
 	48,  // 66: shoal.v1.ServiceSpec.session_affinity_config:type_name -> shoal.v1.SessionAffinityConfig
-	88,  // 67: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
+	89,  // 67: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
 	49,  // 68: shoal.v1.SessionAffinityConfig.client_ip:type_name -> shoal.v1.ClientIPConfig
 	0,   // 69: shoal.v1.Endpoints.metadata:type_name -> shoal.v1.ObjectMeta
 	51,  // 70: shoal.v1.Endpoints.subsets:type_name -> shoal.v1.EndpointSubset
@@ -5999,8 +6077,8 @@ var file_shoal_proto_depIdxs = []int32{
 	56,  // 78: shoal.v1.NodeSpec.taints:type_name -> shoal.v1.Taint
 	58,  // 79: shoal.v1.NodeStatus.addresses:type_name -> shoal.v1.NodeAddress
 	59,  // 80: shoal.v1.NodeStatus.conditions:type_name -> shoal.v1.NodeCondition
-	86,  // 81: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
-	87,  // 82: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
+	87,  // 81: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
+	88,  // 82: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
 	60,  // 83: shoal.v1.NodeStatus.node_info:type_name -> shoal.v1.NodeSystemInfo
 	5,   // 84: shoal.v1.Object.pod:type_name -> shoal.v1.Pod
 	39,  // 85: shoal.v1.Object.deployment:type_name -> shoal.v1.Deployment
@@ -6009,32 +6087,33 @@ var file_shoal_proto_depIdxs = []int32{
 	54,  // 88: shoal.v1.Object.node:type_name -> shoal.v1.Node
 	61,  // 89: shoal.v1.ApplyRequest.objects:type_name -> shoal.v1.Object
 	61,  // 90: shoal.v1.ApplyResponse.objects:type_name -> shoal.v1.Object
-	61,  // 91: shoal.v1.ListResponse.items:type_name -> shoal.v1.Object
-	61,  // 92: shoal.v1.DeleteResponse.object:type_name -> shoal.v1.Object
-	61,  // 93: shoal.v1.WatchEvent.object:type_name -> shoal.v1.Object
-	62,  // 94: shoal.v1.Shoal.Apply:input_type -> shoal.v1.ApplyRequest
-	64,  // 95: shoal.v1.Shoal.Get:input_type -> shoal.v1.GetRequest
-	65,  // 96: shoal.v1.Shoal.List:input_type -> shoal.v1.ListRequest
-	67,  // 97: shoal.v1.Shoal.Delete:input_type -> shoal.v1.DeleteRequest
-	69,  // 98: shoal.v1.Shoal.Watch:input_type -> shoal.v1.WatchRequest
-	71,  // 99: shoal.v1.Shoal.Token:input_type -> shoal.v1.TokenRequest
-	73,  // 100: shoal.v1.Shoal.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
-	75,  // 101: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
-	77,  // 102: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
-	63,  // 103: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
-	61,  // 104: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
-	66,  // 105: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
-	68,  // 106: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
-	70,  // 107: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
-	72,  // 108: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
-	74,  // 109: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	76,  // 110: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
-	78,  // 111: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
-	103, // [103:112] is the sub-list for method output_type
-	94,  // [94:103] is the sub-list for method input_type
-	94,  // [94:94] is the sub-list for extension type_name
-	94,  // [94:94] is the sub-list for extension extendee
-	0,   // [0:94] is the sub-list for field type_name
+	64,  // 91: shoal.v1.ApplyResponse.failures:type_name -> shoal.v1.ApplyFailure
+	61,  // 92: shoal.v1.ListResponse.items:type_name -> shoal.v1.Object
+	61,  // 93: shoal.v1.DeleteResponse.object:type_name -> shoal.v1.Object
+	61,  // 94: shoal.v1.WatchEvent.object:type_name -> shoal.v1.Object
+	62,  // 95: shoal.v1.Shoal.Apply:input_type -> shoal.v1.ApplyRequest
+	65,  // 96: shoal.v1.Shoal.Get:input_type -> shoal.v1.GetRequest
+	66,  // 97: shoal.v1.Shoal.List:input_type -> shoal.v1.ListRequest
+	68,  // 98: shoal.v1.Shoal.Delete:input_type -> shoal.v1.DeleteRequest
+	70,  // 99: shoal.v1.Shoal.Watch:input_type -> shoal.v1.WatchRequest
+	72,  // 100: shoal.v1.Shoal.Token:input_type -> shoal.v1.TokenRequest
+	74,  // 101: shoal.v1.Shoal.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
+	76,  // 102: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
+	78,  // 103: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
+	63,  // 104: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
+	61,  // 105: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
+	67,  // 106: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
+	69,  // 107: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
+	71,  // 108: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
+	73,  // 109: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
+	75,  // 110: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	77,  // 111: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
+	79,  // 112: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
+	104, // [104:113] is the sub-list for method output_type
+	95,  // [95:104] is the sub-list for method input_type
+	95,  // [95:95] is the sub-list for extension type_name
+	95,  // [95:95] is the sub-list for extension extendee
+	0,   // [0:95] is the sub-list for field type_name
 }
 
 func init() { file_shoal_proto_init() }
@@ -6060,7 +6139,7 @@ func file_shoal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_proto_rawDesc), len(file_shoal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   88,
+			NumMessages:   89,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -541,3 +541,28 @@ func TestAPIPortServesEveryProtocol(t *testing.T) {
 		}
 	}
 }
+
+// Status writes are independent: a missing object fails alone.
+func TestStatusWritesAreIndependent(t *testing.T) {
+	n := startTestNode(t, Config{DataDir: filepath.Join(t.TempDir(), "n1"), NodeName: "n1", AdvertiseAddr: "127.0.8.2", Init: true})
+	cl := adminClient(t, n.c.InitResult(), n.c.APIAddress())
+	ctx := context.Background()
+	pod := &api.Pod{Metadata: &api.ObjectMeta{Name: "p1"}, Spec: &api.PodSpec{Containers: []*api.Container{{Name: "c", Image: "busybox"}}}}
+	if _, err := cl.Apply(ctx, &api.ApplyRequest{Objects: []*api.Object{api.Wrap(pod)}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cl.Apply(ctx, &api.ApplyRequest{Status: true, Objects: []*api.Object{
+		api.Wrap(&api.Pod{Metadata: &api.ObjectMeta{Name: "gone"}, Status: &api.PodStatus{Phase: "Running"}}),
+		api.Wrap(&api.Pod{Metadata: &api.ObjectMeta{Name: "p1"}, Status: &api.PodStatus{Phase: "Running", PodIp: "10.244.0.9"}}),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Failures) != 1 || out.Failures[0].Index != 0 || codes.Code(out.Failures[0].Code) != codes.NotFound {
+		t.Fatalf("failures %v, want one NotFound at 0", out.Failures)
+	}
+	got, err := cl.Get(ctx, &api.GetRequest{Kind: "Pod", Name: "p1"})
+	if err != nil || got.GetPod().GetStatus().GetPodIp() != "10.244.0.9" || got.GetPod().GetSpec().GetContainers()[0].GetImage() != "busybox" {
+		t.Fatalf("p1 after a status write: %v %v", got, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -194,6 +195,11 @@ func (s *apiServer) Apply(ctx context.Context, req *api.ApplyRequest) (*api.Appl
 	}
 	var out *api.ApplyResponse
 	err := s.c.onLeader(ctx, "Apply", func(ctx context.Context) error {
+		if req.Status {
+			var err error
+			out, err = s.c.writeEach(ctx, txn)
+			return err
+		}
 		objs, err := s.c.write(ctx, txn)
 		out = &api.ApplyResponse{Objects: objs}
 		return err
@@ -206,6 +212,43 @@ func (s *apiServer) Apply(ctx context.Context, req *api.ApplyRequest) (*api.Appl
 		return err
 	})
 	return out, err
+}
+
+// writeEach proposes each op of txn as a transaction of its own (they still
+// share raft entries) and reports which failed.
+func (c *Cluster) writeEach(ctx context.Context, txn *storepb.Txn) (*api.ApplyResponse, error) {
+	type result struct {
+		res *storepb.TxnResult
+		err error
+	}
+	results := make([]result, len(txn.Ops))
+	var wg sync.WaitGroup
+	for i, op := range txn.Ops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := c.propose(ctx, &storepb.Txn{TimeUnixNano: txn.TimeUnixNano, Ops: []*storepb.Op{op}})
+			results[i] = result{res, err}
+		}()
+	}
+	wg.Wait()
+	out := &api.ApplyResponse{}
+	for i, r := range results {
+		switch {
+		case r.err != nil:
+			// Not proposed (no longer the leader) or outcome unknown: the
+			// whole call fails and the caller retries.
+			return nil, r.err
+		case r.res.Code != 0:
+			out.Failures = append(out.Failures, &api.ApplyFailure{Index: int32(i), Code: r.res.Code, Message: r.res.Message})
+		default:
+			for _, o := range r.res.Objects {
+				api.SetTypeMeta(o.Resource())
+				out.Objects = append(out.Objects, o)
+			}
+		}
+	}
+	return out, nil
 }
 
 func notFound(k api.KindInfo, ns, name string) error {
