@@ -212,6 +212,13 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		if p, err := netip.ParsePrefix(cfg.ServiceCIDR); err != nil || !p.Addr().Is4() || p.Masked() != p {
 			return nil, fmt.Errorf("--service-cidr %q: want an IPv4 CIDR such as %s", cfg.ServiceCIDR, DefaultServiceCIDR)
 		}
+		// No node.json: anything else here is a start of --init that did
+		// not finish. Begin again.
+		for _, name := range []string{"raft", "tls", "gossip.key", "peers.json"} {
+			if err := os.RemoveAll(filepath.Join(cfg.DataDir, name)); err != nil {
+				return nil, fmt.Errorf("clear unfinished init: %w", err)
+			}
+		}
 		if err := c.initCluster(); err != nil {
 			return nil, err
 		}
@@ -450,9 +457,9 @@ func (c *Cluster) initCluster() error {
 	c.pendingSecrets = &storepb.ClusterSecrets{
 		ClusterId: id.ClusterID, CaCert: ca.CertPEM, CaKey: ca.KeyPEM, JoinSecret: secret, GossipKey: gossipKey,
 	}
-	// The identity is written last: a data directory with node.json is a
-	// complete node.
-	return saveIdentity(c.cfg.DataDir, id)
+	// node.json is written by finishInit, once the secrets are committed:
+	// a data directory with node.json is a complete node.
+	return nil
 }
 
 // finishInit waits for this node to lead its new one-node cluster and
@@ -479,7 +486,7 @@ func (c *Cluster) finishInit(ctx context.Context) error {
 		return fmt.Errorf("new cluster: store secrets: %s", res.Message)
 	}
 	c.pendingSecrets = nil
-	return nil
+	return saveIdentity(c.cfg.DataDir, c.id)
 }
 
 // promoteAfter is how long a non-voter must have been up before it is made

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -564,5 +565,25 @@ func TestStatusWritesAreIndependent(t *testing.T) {
 	got, err := cl.Get(ctx, &api.GetRequest{Kind: "Pod", Name: "p1"})
 	if err != nil || got.GetPod().GetStatus().GetPodIp() != "10.244.0.9" || got.GetPod().GetSpec().GetContainers()[0].GetImage() != "busybox" {
 		t.Fatalf("p1 after a status write: %v %v", got, err)
+	}
+}
+
+// An --init that cannot finish (its port is taken) leaves nothing that
+// stops the next --init on the same data directory.
+func TestInitAfterFailedInit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "n1")
+	ln, err := net.Listen("tcp", "127.0.8.3:7443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Start(context.Background(), Config{DataDir: dir, NodeName: "n1", AdvertiseAddr: "127.0.8.3", Init: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ln.Close()
+	if err == nil || !strings.Contains(err.Error(), "7443") {
+		t.Fatalf("init on a taken port: want an error naming it, got %v", err)
+	}
+	n := startTestNode(t, Config{DataDir: dir, NodeName: "n1", AdvertiseAddr: "127.0.8.3", Init: true})
+	if n.c.InitResult() == nil || n.c.State().Secrets() == nil {
+		t.Fatal("second --init did not create the cluster")
 	}
 }
