@@ -9,6 +9,7 @@ command -v runc >/dev/null || need+=(runc)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
+command -v iptables >/dev/null || need+=(iptables)
 command -v busybox >/dev/null || need+=(busybox-static)
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
