@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/shoalproj/shoal/api/client"
 	"github.com/shoalproj/shoal/cluster"
@@ -21,6 +22,7 @@ type Config struct {
 	// OnInit is called once a new cluster exists, with the join line to
 	// show the operator.
 	OnInit func(joinLine string)
+	Pods   PodsConfig
 	Logger *slog.Logger
 }
 
@@ -51,5 +53,20 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("node info not reported", "err", err)
 		}
 	}()
+	if cfg.Pods.Enabled {
+		go func() {
+			for ctx.Err() == nil {
+				err := runPods(ctx, c, cfg.Pods, cfg.Cluster.DataDir, log)
+				if ctx.Err() != nil {
+					return
+				}
+				log.Error("pods stopped; starting them again", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(5 * time.Second):
+				}
+			}
+		}()
+	}
 	return c.ServeAPI(ctx)
 }

@@ -9,20 +9,23 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoalproj/shoal/agent/runtime"
 	"github.com/shoalproj/shoal/api"
 )
 
-// Labels shoal puts on every container it creates, so that an agent that
-// restarts finds what runs and adopts it instead of starting it twice.
+// Labels the agent puts on every container it creates, besides the pod UID
+// and container name the runtime records (runtime.LabelPodUID,
+// runtime.LabelContainerName), so that an agent that restarts finds what
+// runs and adopts it instead of starting it twice.
 const (
-	LabelPodUID       = "io.shoal.pod.uid"
-	LabelPodName      = "io.shoal.pod.name"
-	LabelPodNamespace = "io.shoal.pod.namespace"
-	LabelContainer    = "io.shoal.container.name"
-	LabelSpecHash     = "io.shoal.container.hash"
+	// LabelSpecHash identifies the container's spec (containerHash).
+	LabelSpecHash = "shoal.spec-hash"
 	// LabelRestart numbers the instances of one container: 0 for the first,
 	// one more for each restart, so restart counts survive agent restarts.
-	LabelRestart = "io.shoal.container.restart"
+	LabelRestart = "shoal.restart"
+	// LabelGrace is the pod's termination grace period in seconds, for
+	// stopping containers of a pod deleted while the agent was down.
+	LabelGrace = "shoal.grace-seconds"
 )
 
 // containerHash identifies a container's spec: a change means replacing the
@@ -52,7 +55,7 @@ type observedContainer struct {
 // observedFromLabels reads an instance's identity from its labels; ok is
 // false for containers shoal did not create.
 func observedFromLabels(id string, labels map[string]string) (observedContainer, bool) {
-	o := observedContainer{ID: id, PodUID: labels[LabelPodUID], Name: labels[LabelContainer], Hash: labels[LabelSpecHash]}
+	o := observedContainer{ID: id, PodUID: labels[runtime.LabelPodUID], Name: labels[runtime.LabelContainerName], Hash: labels[LabelSpecHash]}
 	if o.PodUID == "" || o.Name == "" {
 		return o, false
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoalproj/shoal/agent/runtime"
 	"github.com/shoalproj/shoal/api"
 )
 
@@ -126,7 +127,7 @@ func TestRestartDelay(t *testing.T) {
 }
 
 func TestObservedFromLabels(t *testing.T) {
-	o, ok := observedFromLabels("id", map[string]string{LabelPodUID: "u", LabelContainer: "c", LabelSpecHash: "h", LabelRestart: "3"})
+	o, ok := observedFromLabels("id", map[string]string{runtime.LabelPodUID: "u", runtime.LabelContainerName: "c", LabelSpecHash: "h", LabelRestart: "3"})
 	if !ok || o.Restart != 3 || o.Hash != "h" {
 		t.Fatalf("got %+v %v", o, ok)
 	}

@@ -38,6 +38,20 @@ func (c *Cluster) listenAPI() error {
 	return nil
 }
 
+// SelfClient is a gRPC client of this node's own API, as this node (the
+// agent's view of the cluster: it works on nodes outside the replicas too).
+func (c *Cluster) SelfClient() (api.ShoalClient, error) {
+	return c.peers.client(c.id.apiAddr())
+}
+
+// PodCIDR is the cluster's pod CIDR, as --init chose it.
+func (c *Cluster) PodCIDR() string {
+	if st := c.state.Settings(); st != nil && st.PodCidr != "" {
+		return st.PodCidr
+	}
+	return DefaultPodCIDR
+}
+
 // LocalAPI is this node's API server, for in-process callers (the agent).
 // Calls run as this node.
 func (c *Cluster) LocalAPI() api.ShoalServer { return c.localAPI }

@@ -20,6 +20,7 @@ import (
 func newAgentCommand() *cobra.Command {
 	var (
 		cfg      cluster.Config
+		pods     agent.PodsConfig
 		logLevel string
 	)
 	cmd := &cobra.Command{
@@ -49,6 +50,7 @@ func newAgentCommand() *cobra.Command {
 			return agent.Run(ctx, agent.Config{
 				Cluster:          cfg,
 				ClientConfigPath: client.DefaultConfigPath(),
+				Pods:             pods,
 				Logger:           log,
 				OnInit: func(joinLine string) {
 					fmt.Fprintf(cmd.OutOrStdout(), "Cluster created. To add a node, run on it:\n\n    %s\n\n", joinLine)
@@ -71,6 +73,8 @@ func newAgentCommand() *cobra.Command {
 	f.DurationVar(&cfg.Stabilization, "stabilization", 10*time.Second, "how long a voter must be gone before another node replaces it")
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", cluster.DefaultPodCIDR, "with --init: the CIDR pods get addresses from; each node leases a /24 of it")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", cluster.DefaultServiceCIDR, "with --init: the CIDR services get virtual IPs from")
+	f.BoolVar(&pods.Enabled, "run-pods", true, "run the pods the cluster binds to this node (containerd and the pod network start with the first one)")
+	f.StringVar(&pods.ContainerdSocket, "containerd-socket", "/run/containerd/containerd.sock", "containerd's socket; when nothing answers there, the agent starts its own containerd")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

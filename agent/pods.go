@@ -1,0 +1,553 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoalproj/shoal/agent/podnet"
+	"github.com/shoalproj/shoal/agent/runtime"
+	"github.com/shoalproj/shoal/api"
+)
+
+// podManager runs the pods bound to this node: it compares them with what
+// the runtime runs and acts on the difference, one worker per pod so that a
+// slow pull holds up only its own pod, and reports their status in batches.
+type podManager struct {
+	node    string
+	hostIP  string
+	dataDir string // pods' logs and emptyDir volumes live under it
+	rt      runtime.Runtime
+	net     podnet.Network
+	api     api.ShoalClient
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	desired  map[string]*api.Pod       // by UID
+	busy     map[string]bool           // pods whose worker runs
+	status   map[string]*api.Pod       // to report: pod (name, namespace) with its new status
+	reported map[string]*api.PodStatus // last status written, by UID
+	pulls    map[string]*pullState     // by UID/container
+	trigger  chan struct{}
+}
+
+// pullState remembers failed pulls, to back off as Kubernetes does
+// (ErrImagePull, then ImagePullBackOff).
+type pullState struct {
+	failures int
+	until    time.Time
+	message  string
+}
+
+func newPodManager(node, hostIP, dataDir string, rt runtime.Runtime, net podnet.Network, client api.ShoalClient, log *slog.Logger) *podManager {
+	return &podManager{
+		node: node, hostIP: hostIP, dataDir: dataDir, rt: rt, net: net, api: client, log: log,
+		desired:  map[string]*api.Pod{},
+		busy:     map[string]bool{},
+		status:   map[string]*api.Pod{},
+		reported: map[string]*api.PodStatus{},
+		pulls:    map[string]*pullState{},
+		trigger:  make(chan struct{}, 1),
+	}
+}
+
+func (m *podManager) kick() {
+	select {
+	case m.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// run reconciles until ctx ends: on every change of the node's pods, every
+// container exit, and every two seconds (back-offs expire, probes change).
+func (m *podManager) run(ctx context.Context) error {
+	events, err := m.rt.Events(ctx)
+	if err != nil {
+		return fmt.Errorf("runtime events: %w", err)
+	}
+	go m.watchPods(ctx)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	flush := time.NewTicker(200 * time.Millisecond)
+	defer flush.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	resync := true
+	for {
+		if resync {
+			m.reconcile(ctx, &wg)
+		}
+		resync = true
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.trigger:
+		case <-tick.C:
+		case <-flush.C:
+			m.flushStatus(ctx)
+			resync = false
+		case _, ok := <-events:
+			if !ok {
+				return errors.New("runtime events ended")
+			}
+		}
+	}
+}
+
+// watchPods keeps desired equal to the pods bound to this node: a list,
+// then a watch from the list's resourceVersion; again from a list when the
+// watch breaks, so nothing deleted meanwhile is missed.
+func (m *podManager) watchPods(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := func() error {
+			list, err := m.api.List(ctx, &api.ListRequest{Kind: "Pod", NodeName: m.node})
+			if err != nil {
+				return err
+			}
+			pods := map[string]*api.Pod{}
+			for _, o := range list.Items {
+				p := o.GetPod()
+				pods[p.GetMetadata().GetUid()] = p
+			}
+			m.mu.Lock()
+			m.desired = pods
+			m.mu.Unlock()
+			m.kick()
+			w, err := m.api.Watch(ctx, &api.WatchRequest{Kind: "Pod", NodeName: m.node, ResourceVersion: list.ResourceVersion})
+			if err != nil {
+				return err
+			}
+			for {
+				ev, err := w.Recv()
+				if err != nil {
+					return err
+				}
+				p := ev.GetObject().GetPod()
+				m.mu.Lock()
+				if ev.Type == "DELETED" || p.GetSpec().GetNodeName() != m.node {
+					delete(m.desired, p.GetMetadata().GetUid())
+				} else {
+					m.desired[p.GetMetadata().GetUid()] = p
+				}
+				m.mu.Unlock()
+				m.kick()
+			}
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Debug("pod watch restarts", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// reconcile starts a worker for every pod, desired or found running, that
+// has none.
+func (m *podManager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
+	all, err := m.rt.List(ctx, nil)
+	if err != nil {
+		m.log.Warn("list containers", "err", err)
+		return
+	}
+	byPod := map[string][]runtime.ContainerStatus{}
+	for _, c := range all {
+		if uid := c.Labels[runtime.LabelPodUID]; uid != "" {
+			byPod[uid] = append(byPod[uid], c)
+		}
+	}
+	sandboxes, err := m.net.List(ctx)
+	if err != nil {
+		m.log.Warn("list pod networks", "err", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	start := func(uid string, pod *api.Pod, containers []runtime.ContainerStatus) {
+		if m.busy[uid] {
+			return
+		}
+		m.busy[uid] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				m.mu.Lock()
+				delete(m.busy, uid)
+				m.mu.Unlock()
+			}()
+			if pod != nil {
+				m.syncPod(ctx, pod, containers)
+			} else {
+				m.cleanPod(ctx, uid, containers)
+			}
+		}()
+	}
+	for uid, pod := range m.desired {
+		start(uid, pod, byPod[uid])
+	}
+	for uid, cs := range byPod {
+		if _, ok := m.desired[uid]; !ok {
+			start(uid, nil, cs)
+		}
+	}
+	for _, ref := range sandboxes {
+		if _, ok := m.desired[ref.UID]; !ok && len(byPod[ref.UID]) == 0 {
+			start(ref.UID, nil, nil)
+		}
+	}
+	for uid := range m.reported {
+		if _, ok := m.desired[uid]; !ok {
+			delete(m.reported, uid)
+		}
+	}
+}
+
+func observe(cs []runtime.ContainerStatus) []observedContainer {
+	var out []observedContainer
+	for _, c := range cs {
+		o, ok := observedFromLabels(c.ID, c.Labels)
+		if !ok {
+			continue
+		}
+		o.Running = c.State == runtime.StateRunning
+		o.Exited = c.State == runtime.StateExited || c.State == runtime.StateUnknown
+		o.ExitCode = c.ExitCode
+		o.OOMKilled = c.OOMKilled
+		o.ImageID = c.ImageID
+		o.StartedAt, o.FinishedAt = c.StartedAt, c.FinishedAt
+		out = append(out, o)
+	}
+	return out
+}
+
+func podRef(pod *api.Pod) podnet.PodRef {
+	m := pod.GetMetadata()
+	return podnet.PodRef{UID: m.GetUid(), Namespace: m.GetNamespace(), Name: m.GetName()}
+}
+
+func (m *podManager) podDir(uid string) string { return filepath.Join(m.dataDir, "pods", uid) }
+
+func graceOf(pod *api.Pod) time.Duration {
+	if g := pod.GetSpec().TerminationGracePeriodSeconds; g != nil {
+		return time.Duration(*g) * time.Second
+	}
+	return 30 * time.Second
+}
+
+// syncPod brings one desired pod to its spec and records its status.
+func (m *podManager) syncPod(ctx context.Context, pod *api.Pod, containers []runtime.ContainerStatus) {
+	uid := pod.GetMetadata().GetUid()
+	now := time.Now()
+	obs := podObservation{Waiting: map[string]waitingState{}, HostIP: m.hostIP}
+	att, ok, err := m.net.Status(ctx, podRef(pod))
+	if err == nil && !ok {
+		att, err = m.net.Setup(ctx, podRef(pod), hostPorts(pod))
+	}
+	if err != nil {
+		for _, c := range pod.GetSpec().GetContainers() {
+			obs.Waiting[c.Name] = waitingState{Reason: "ContainerCreating", Message: "pod network: " + err.Error()}
+		}
+		m.log.Warn("pod network", "pod", api.KeyOf(pod), "err", err)
+		m.record(pod, obs, now)
+		return
+	}
+	obs.PodIP = att.IP.String()
+	actions, _ := planPod(pod, observe(containers), now)
+	for _, a := range actions {
+		if err := m.do(ctx, pod, att, a, obs.Waiting); err != nil {
+			m.log.Warn("container action", "pod", api.KeyOf(pod), "container", a.Container, "action", a.Kind, "err", err)
+		}
+	}
+	if len(actions) > 0 {
+		// Report what is there now, not what was there before acting.
+		if containers, err = m.rt.List(ctx, map[string]string{runtime.LabelPodUID: uid}); err != nil {
+			return
+		}
+	}
+	m.mu.Lock()
+	for _, c := range pod.GetSpec().GetContainers() {
+		if p := m.pulls[uid+"/"+c.Name]; p != nil {
+			if _, set := obs.Waiting[c.Name]; !set {
+				obs.Waiting[c.Name] = waitingState{Reason: "ImagePullBackOff", Message: p.message}
+			}
+		}
+	}
+	m.mu.Unlock()
+	obs.Instances = observe(containers)
+	_, obs.Plans = planPod(pod, obs.Instances, now)
+	for _, inst := range obs.Instances {
+		if obs.StartTime.IsZero() || (!inst.StartedAt.IsZero() && inst.StartedAt.Before(obs.StartTime)) {
+			obs.StartTime = inst.StartedAt
+		}
+	}
+	m.record(pod, obs, now)
+}
+
+// record queues the pod's status when it changed.
+func (m *podManager) record(pod *api.Pod, obs podObservation, now time.Time) {
+	uid := pod.GetMetadata().GetUid()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.desired[uid]; !ok {
+		return
+	}
+	prev := m.reported[uid]
+	if prev == nil {
+		prev = pod.GetStatus()
+	}
+	st := podStatus(pod, obs, prev, now)
+	if proto.Equal(st, prev) {
+		return
+	}
+	m.status[uid] = &api.Pod{Metadata: &api.ObjectMeta{Name: pod.GetMetadata().GetName(), Namespace: pod.GetMetadata().GetNamespace()}, Status: st}
+}
+
+// flushStatus writes the queued statuses in one call: one raft entry for
+// many pods, not one write per pod or probe.
+func (m *podManager) flushStatus(ctx context.Context) {
+	m.mu.Lock()
+	if len(m.status) == 0 {
+		m.mu.Unlock()
+		return
+	}
+	var objs []*api.Object
+	var uids []string
+	for uid, p := range m.status {
+		objs = append(objs, api.Wrap(p))
+		uids = append(uids, uid)
+	}
+	m.status = map[string]*api.Pod{}
+	m.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := m.api.Apply(wctx, &api.ApplyRequest{Status: true, Objects: objs})
+	failed := map[int]bool{}
+	if err != nil {
+		for i := range objs {
+			failed[i] = true
+		}
+		m.log.Debug("pod status write", "err", err)
+	} else {
+		for _, f := range resp.GetFailures() {
+			if codes.Code(f.Code) != codes.NotFound { // a deleted pod needs none
+				failed[int(f.Index)] = true
+			}
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, uid := range uids {
+		if failed[i] {
+			if _, newer := m.status[uid]; !newer {
+				m.status[uid] = objs[i].GetPod() // again on the next flush
+			}
+			continue
+		}
+		m.reported[uid] = objs[i].GetPod().GetStatus()
+	}
+}
+
+// cleanPod stops and removes what is left of a pod no longer bound here.
+func (m *podManager) cleanPod(ctx context.Context, uid string, containers []runtime.ContainerStatus) {
+	for _, c := range containers {
+		if c.State == runtime.StateRunning {
+			grace := 30 * time.Second
+			if s, err := strconv.Atoi(c.Labels[LabelGrace]); err == nil {
+				grace = time.Duration(s) * time.Second
+			}
+			if err := m.rt.Stop(ctx, c.ID, grace); err != nil && !runtime.IsNotFound(err) {
+				m.log.Warn("stop container", "id", c.ID, "err", err)
+				return
+			}
+		}
+		if err := m.rt.Remove(ctx, c.ID); err != nil && !runtime.IsNotFound(err) {
+			m.log.Warn("remove container", "id", c.ID, "err", err)
+			return
+		}
+	}
+	if err := m.net.Teardown(ctx, podnet.PodRef{UID: uid}); err != nil {
+		m.log.Warn("pod network teardown", "pod", uid, "err", err)
+		return
+	}
+	if err := os.RemoveAll(m.podDir(uid)); err != nil {
+		m.log.Warn("remove pod directory", "pod", uid, "err", err)
+	}
+	m.mu.Lock()
+	for k := range m.pulls {
+		if len(k) > len(uid) && k[:len(uid)+1] == uid+"/" {
+			delete(m.pulls, k)
+		}
+	}
+	m.mu.Unlock()
+	m.log.Info("pod cleaned up", "uid", uid)
+}
+
+func hostPorts(pod *api.Pod) []podnet.PortMapping {
+	var out []podnet.PortMapping
+	for _, c := range pod.GetSpec().GetContainers() {
+		for _, p := range c.GetPorts() {
+			if p.HostPort != 0 {
+				out = append(out, podnet.PortMapping{HostPort: int(p.HostPort), ContainerPort: int(p.ContainerPort), Protocol: p.Protocol})
+			}
+		}
+	}
+	return out
+}
+
+// do carries out one action on one pod.
+func (m *podManager) do(ctx context.Context, pod *api.Pod, att podnet.Attachment, a Action, waiting map[string]waitingState) error {
+	switch a.Kind {
+	case "stop":
+		return m.rt.Stop(ctx, a.ID, graceOf(pod))
+	case "remove":
+		return m.rt.Remove(ctx, a.ID)
+	case "start":
+		var c *api.Container
+		for _, x := range pod.GetSpec().GetContainers() {
+			if x.Name == a.Container {
+				c = x
+			}
+		}
+		if c == nil {
+			return nil
+		}
+		return m.start(ctx, pod, c, att, a.Restart, waiting)
+	}
+	return fmt.Errorf("unknown action %q", a.Kind)
+}
+
+func (m *podManager) start(ctx context.Context, pod *api.Pod, c *api.Container, att podnet.Attachment, restart int, waiting map[string]waitingState) error {
+	uid := pod.GetMetadata().GetUid()
+	key := uid + "/" + c.Name
+	m.mu.Lock()
+	ps := m.pulls[key]
+	m.mu.Unlock()
+	if ps != nil && time.Now().Before(ps.until) {
+		waiting[c.Name] = waitingState{Reason: "ImagePullBackOff", Message: ps.message}
+		return nil
+	}
+	if _, err := m.rt.PullImage(ctx, c.Image, runtime.PullPolicy(c.ImagePullPolicy)); err != nil {
+		reason := "ErrImagePull"
+		switch {
+		case errors.Is(err, runtime.ErrImageNeverPull):
+			reason = "ErrImageNeverPull"
+		case errors.Is(err, runtime.ErrInvalidImageName):
+			reason = "InvalidImageName"
+		}
+		m.mu.Lock()
+		if ps == nil {
+			ps = &pullState{}
+			m.pulls[key] = ps
+		}
+		ps.failures++
+		ps.message = err.Error()
+		ps.until = time.Now().Add(restartDelay(ps.failures))
+		m.mu.Unlock()
+		waiting[c.Name] = waitingState{Reason: reason, Message: err.Error()}
+		return err
+	}
+	m.mu.Lock()
+	delete(m.pulls, key)
+	m.mu.Unlock()
+
+	spec, err := m.containerSpec(pod, c, att, restart)
+	if err != nil {
+		waiting[c.Name] = waitingState{Reason: "CreateContainerConfigError", Message: err.Error()}
+		return err
+	}
+	id, err := m.rt.Create(ctx, spec)
+	if err != nil {
+		waiting[c.Name] = waitingState{Reason: "CreateContainerError", Message: err.Error()}
+		return err
+	}
+	if err := m.rt.Start(ctx, id); err != nil {
+		// Keep the instance: it shows as exited and follows the restart
+		// policy like any other failure.
+		waiting[c.Name] = waitingState{Reason: "RunContainerError", Message: err.Error()}
+		return err
+	}
+	m.log.Info("container started", "pod", api.KeyOf(pod), "container", c.Name, "id", id, "restart", restart)
+	return nil
+}
+
+// containerSpec turns a container of a pod into what the runtime runs.
+func (m *podManager) containerSpec(pod *api.Pod, c *api.Container, att podnet.Attachment, restart int) (runtime.ContainerSpec, error) {
+	meta := pod.GetMetadata()
+	uid := meta.GetUid()
+	spec := runtime.ContainerSpec{
+		PodUID: uid, PodName: meta.GetName(), PodNamespace: meta.GetNamespace(), Name: c.Name,
+		Image: c.Image, Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir,
+		NetNSPath: att.NetNSPath,
+		Hostname:  meta.GetName(),
+		LogPath:   filepath.Join(m.podDir(uid), "logs", c.Name, strconv.Itoa(restart)+".log"),
+		Labels: map[string]string{
+			LabelSpecHash: containerHash(c),
+			LabelRestart:  strconv.Itoa(restart),
+			LabelGrace:    strconv.Itoa(int(graceOf(pod) / time.Second)),
+		},
+	}
+	if h := pod.GetSpec().GetHostname(); h != "" {
+		spec.Hostname = h
+	}
+	for _, e := range c.Env {
+		spec.Env = append(spec.Env, e.Name+"="+e.Value)
+	}
+	if v := c.GetResources().GetLimits()["cpu"]; v != "" {
+		millis, err := api.ParseCPU(v)
+		if err != nil {
+			return spec, fmt.Errorf("resources.limits.cpu: %w", err)
+		}
+		spec.CPUMillis = millis
+	}
+	if v := c.GetResources().GetLimits()["memory"]; v != "" {
+		b, err := api.ParseBytes(v)
+		if err != nil {
+			return spec, fmt.Errorf("resources.limits.memory: %w", err)
+		}
+		spec.MemoryBytes = b
+	}
+	if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o700); err != nil {
+		return spec, fmt.Errorf("log directory: %w", err)
+	}
+	volumes := map[string]*api.Volume{}
+	for _, v := range pod.GetSpec().GetVolumes() {
+		volumes[v.Name] = v
+	}
+	for _, vm := range c.VolumeMounts {
+		v := volumes[vm.Name]
+		if v == nil {
+			return spec, fmt.Errorf("volumeMounts: no volume %q", vm.Name)
+		}
+		var src string
+		switch {
+		case v.EmptyDir != nil:
+			src = filepath.Join(m.podDir(uid), "volumes", v.Name)
+			if err := os.MkdirAll(src, 0o777); err != nil {
+				return spec, fmt.Errorf("emptyDir %s: %w", v.Name, err)
+			}
+		case v.HostPath != nil:
+			src = v.HostPath.Path
+			if v.HostPath.Type == "DirectoryOrCreate" {
+				if err := os.MkdirAll(src, 0o755); err != nil {
+					return spec, fmt.Errorf("hostPath %s: %w", v.Name, err)
+				}
+			}
+			if _, err := os.Stat(src); err != nil {
+				return spec, fmt.Errorf("hostPath %s: %w", v.Name, err)
+			}
+		}
+		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: src, Target: vm.MountPath, ReadOnly: vm.ReadOnly})
+	}
+	return spec, nil
+}
