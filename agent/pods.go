@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +41,26 @@ type podManager struct {
 	reported map[string]*api.PodStatus // last status written, by UID
 	pulls    map[string]*pullState     // by UID/container
 	trigger  chan struct{}
+	rounds   int // reconcile rounds done, for tests and metrics
+
+	ctx     context.Context          // the manager's, for probe workers
+	probers map[string]*proberHandle // by UID/container
+	ready   map[string]bool          // readiness by UID/container, from probes
+	http    *http.Client             // for httpGet probes
+}
+
+// proberHandle is the running probe worker of one container instance.
+type proberHandle struct {
+	instance string
+	cancel   context.CancelFunc
+}
+
+// idleAfter reports whether at least n reconcile rounds ran and no pod
+// worker is busy.
+func (m *podManager) idleAfter(n int) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rounds >= n && len(m.busy) == 0
 }
 
 // pullState remembers failed pulls, to back off as Kubernetes does
@@ -57,6 +80,9 @@ func newPodManager(node, hostIP, dataDir string, rt runtime.Runtime, net podnet.
 		reported: map[string]*api.PodStatus{},
 		pulls:    map[string]*pullState{},
 		trigger:  make(chan struct{}, 1),
+		probers:  map[string]*proberHandle{},
+		ready:    map[string]bool{},
+		http:     newProbeHTTPClient(),
 	}
 }
 
@@ -70,6 +96,9 @@ func (m *podManager) kick() {
 // run reconciles until ctx ends: on every change of the node's pods, every
 // container exit, and every two seconds (back-offs expire, probes change).
 func (m *podManager) run(ctx context.Context) error {
+	m.mu.Lock()
+	m.ctx = ctx
+	m.mu.Unlock()
 	events, err := m.rt.Events(ctx)
 	if err != nil {
 		return fmt.Errorf("runtime events: %w", err)
@@ -211,6 +240,7 @@ func (m *podManager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
 			delete(m.reported, uid)
 		}
 	}
+	m.rounds++
 }
 
 func observe(cs []runtime.ContainerStatus) []observedContainer {
@@ -286,12 +316,68 @@ func (m *podManager) syncPod(ctx context.Context, pod *api.Pod, containers []run
 	m.mu.Unlock()
 	obs.Instances = observe(containers)
 	_, obs.Plans = planPod(pod, obs.Instances, now)
+	obs.Ready = m.syncProbes(pod, obs)
 	for _, inst := range obs.Instances {
 		if obs.StartTime.IsZero() || (!inst.StartedAt.IsZero() && inst.StartedAt.Before(obs.StartTime)) {
 			obs.StartTime = inst.StartedAt
 		}
 	}
 	m.record(pod, obs, now)
+}
+
+// syncProbes runs a probe worker for the running instance of each
+// container, stops those of instances that are gone, and returns the
+// readiness the workers report.
+func (m *podManager) syncProbes(pod *api.Pod, obs podObservation) map[string]bool {
+	uid := pod.GetMetadata().GetUid()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ready := map[string]bool{}
+	for _, c := range pod.GetSpec().GetContainers() {
+		key := uid + "/" + c.Name
+		latest := obs.Plans[c.Name].Latest
+		h := m.probers[key]
+		if latest == nil || !latest.Running {
+			if h != nil {
+				h.cancel()
+				delete(m.probers, key)
+			}
+			delete(m.ready, key)
+			continue
+		}
+		if h != nil && h.instance != latest.ID {
+			h.cancel()
+			delete(m.ready, key)
+			h = nil
+		}
+		if h == nil && m.ctx != nil {
+			ctx, cancel := context.WithCancel(m.ctx)
+			m.probers[key] = &proberHandle{instance: latest.ID, cancel: cancel}
+			id, c := latest.ID, c
+			target := probeTarget{podIP: obs.PodIP, container: c, http: m.http,
+				exec: func(ctx context.Context, cmd []string) (int, error) {
+					return m.rt.Exec(ctx, id, cmd, nil, io.Discard, io.Discard, false)
+				}}
+			go containerProbes(ctx, c, target, func(ok bool) {
+				m.mu.Lock()
+				if h := m.probers[key]; h != nil && h.instance == id {
+					m.ready[key] = ok
+				}
+				m.mu.Unlock()
+				m.kick()
+			}, func(reason string) {
+				m.log.Info("stopping container", "pod", api.KeyOf(pod), "container", c.Name, "reason", reason)
+				if err := m.rt.Stop(ctx, id, graceOf(pod)); err != nil && ctx.Err() == nil {
+					m.log.Warn("stop container", "id", id, "err", err)
+				}
+				m.kick()
+			})
+		}
+		if v, ok := m.ready[key]; ok {
+			ready[c.Name] = v
+		}
+	}
+	return ready
 }
 
 // record queues the pod's status when it changed.
@@ -385,8 +471,15 @@ func (m *podManager) cleanPod(ctx context.Context, uid string, containers []runt
 	}
 	m.mu.Lock()
 	for k := range m.pulls {
-		if len(k) > len(uid) && k[:len(uid)+1] == uid+"/" {
+		if strings.HasPrefix(k, uid+"/") {
 			delete(m.pulls, k)
+		}
+	}
+	for k, h := range m.probers {
+		if strings.HasPrefix(k, uid+"/") {
+			h.cancel()
+			delete(m.probers, k)
+			delete(m.ready, k)
 		}
 	}
 	m.mu.Unlock()

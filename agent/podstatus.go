@@ -85,7 +85,7 @@ func podStatus(pod *api.Pod, obs podObservation, prev *api.PodStatus, now time.T
 			cs.State = &api.ContainerState{Running: &api.ContainerStateRunning{StartedAt: rfc3339(latest.StartedAt)}}
 			cs.Started = true
 			ready, probed := obs.Ready[c.Name]
-			cs.Ready = ready || (!probed && c.ReadinessProbe == nil)
+			cs.Ready = ready || (!probed && c.ReadinessProbe == nil && c.StartupProbe == nil)
 			running++
 		case !plan.BackoffUntil.IsZero():
 			// Crashed, waiting to restart: the last run is lastState.

@@ -1,0 +1,249 @@
+package runtimetest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoalproj/shoal/agent/runtime"
+)
+
+// Require skips the test, or fails it when the environment variable CI is
+// set, unless it runs as root with containerd, its runc shim and runc in
+// PATH and busybox-static installed.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missing(t, "containers need root")
+		return
+	}
+	for _, bin := range []string{"containerd", "containerd-shim-runc-v2", "runc"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing(t, "%s is not installed (apt-get install containerd runc)", bin)
+			return
+		}
+	}
+	RequireBusybox(t)
+}
+
+// StartContainerd runs a private containerd for the test (through
+// runtime.EnsureContainerd, with root, state and socket in a new temporary
+// directory) and returns its socket. At the end of the test every container
+// and task of every namespace is removed, containerd is stopped, any shim
+// left is killed, every mount under the directory is unmounted and the
+// directory removed.
+func StartContainerd(t testing.TB) string {
+	t.Helper()
+	Require(t)
+	// Short: unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "shoal-ctrd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := &testWriter{t: t}
+	log := slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addr, stop, err := runtime.EnsureContainerd(ctx, "", dir, log)
+	if err != nil {
+		cleanupDir(t, dir)
+		t.Fatalf("start containerd: %v", err)
+	}
+	t.Cleanup(func() {
+		Teardown(t, addr, dir, stop)
+		tw.mu.Lock()
+		tw.done = true
+		tw.mu.Unlock()
+	})
+	return addr
+}
+
+// Teardown removes what a containerd with socket addr and data directory
+// dir (as given to runtime.EnsureContainerd) leaves: every container and
+// task of every namespace (while it still answers), then the process (stop,
+// which may be nil), any shim still running for it, the mounts under dir
+// and dir itself.
+func Teardown(t testing.TB, addr, dir string, stop func()) {
+	t.Helper()
+	removeAll(t, addr)
+	if stop != nil {
+		stop()
+	}
+	killShims(t, dir)
+	cleanupDir(t, dir)
+}
+
+// testWriter sends a logger's lines to the test's log while the test runs.
+type testWriter struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// removeAll removes every container and task in every namespace.
+func removeAll(t testing.TB, addr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := os.Stat(addr); err != nil {
+		return
+	}
+	c, err := client.New(addr, client.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Logf("cleanup: containerd: %v", err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.Version(ctx); err != nil {
+		return // not running
+	}
+	nss, err := c.NamespaceService().List(ctx)
+	if err != nil {
+		t.Logf("cleanup: namespaces: %v", err)
+		return
+	}
+	for _, ns := range nss {
+		nctx := namespaces.WithNamespace(ctx, ns)
+		cs, err := c.Containers(nctx)
+		if err != nil {
+			t.Logf("cleanup: containers of %s: %v", ns, err)
+			continue
+		}
+		for _, ctr := range cs {
+			if task, err := ctr.Task(nctx, nil); err == nil {
+				if _, err := task.Delete(nctx, client.WithProcessKill); err != nil {
+					t.Logf("cleanup: task %s: %v", ctr.ID(), err)
+				}
+			}
+			if err := ctr.Delete(nctx, client.WithSnapshotCleanup); err != nil {
+				t.Logf("cleanup: container %s: %v", ctr.ID(), err)
+			}
+		}
+	}
+}
+
+// killShims kills the shims still serving the containerd of dir, and the
+// processes of their containers.
+func killShims(t testing.TB, dir string) {
+	// Containers whose task was not deleted: their main process.
+	pidFiles, _ := filepath.Glob(filepath.Join(dir, "containerd", "state", "io.containerd.runtime.v2.task", "*", "*", "init.pid"))
+	for _, pf := range pidFiles {
+		b, err := os.ReadFile(pf)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 1 {
+			continue
+		}
+		// Only while that pid is still the container's (its cgroup is
+		// /<namespace>/<id>), not a reused one.
+		id := filepath.Base(filepath.Dir(pf))
+		ns := filepath.Base(filepath.Dir(filepath.Dir(pf)))
+		cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if err == nil && bytes.Contains(cg, []byte("/"+ns+"/"+id)) {
+			t.Logf("cleanup: killing container process %d left running (%s)", pid, pf)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) || !bytes.Contains(b, []byte(dir+"/")) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		t.Logf("cleanup: killing shim %d left running: %s", pid, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// cleanupDir unmounts everything under dir and removes it.
+func cleanupDir(t testing.TB, dir string) {
+	for _, m := range mountsUnder(dir) {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
+			t.Logf("cleanup: unmount %s: %v", m, err)
+		}
+	}
+	if left := mountsUnder(dir); len(left) > 0 {
+		t.Errorf("cleanup: still mounted under %s: %v", dir, left)
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+}
+
+// mountsUnder lists the mount points under dir, deepest first.
+func mountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Mounts returns the mount points under dir (for tests that check that
+// nothing is left behind).
+func Mounts(dir string) []string { return mountsUnder(dir) }
