@@ -174,6 +174,7 @@ func (e *podEnv) startManager() {
 	}
 	m := newPodManager("n1", "127.0.10.1", filepath.Join(e.dataDir, "node"), rt, e.network, e.client, log)
 	e.rt, e.cancel, e.done, e.m = rt, cancel, make(chan error, 1), m
+	e.c.SetPodIO(m)
 	go func() { e.done <- m.run(ctx) }()
 	e.t.Cleanup(e.stopManager)
 }
@@ -275,6 +276,45 @@ func TestPodsOnContainerd(t *testing.T) {
 		})
 		return err == nil && strings.Contains(body, "hello from web"), fmt.Sprint(body, err)
 	})
+
+	// Logs through the API, followed; exec with streams and exit code.
+	lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	logs, err := e.client.Logs(lctx, &api.LogsRequest{Name: "web", Container: "fetch", Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen strings.Builder
+	for strings.Count(seen.String(), "hello from web") < 3 {
+		chunk, err := logs.Recv()
+		if err != nil {
+			t.Fatalf("logs -f: %v after %q", err, seen.String())
+		}
+		seen.Write(chunk.Data)
+	}
+	lcancel()
+	ex, err := e.client.Exec(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex.Send(&api.ExecRequest{Name: "web", Container: "httpd", Command: []string{"sh", "-c", "cat; echo out; echo err >&2; exit 7"}, Stdin: true, StdinData: []byte("in\n"), StdinClose: true})
+	ex.CloseSend()
+	var stdout, stderr string
+	code := int32(-1)
+	for {
+		resp, err := ex.Recv()
+		if err != nil {
+			t.Fatalf("exec: %v (stdout %q stderr %q)", err, stdout, stderr)
+		}
+		stdout += string(resp.Stdout)
+		stderr += string(resp.Stderr)
+		if resp.Exited {
+			code = resp.ExitCode
+			break
+		}
+	}
+	if code != 7 || stdout != "in\nout\n" || stderr != "err\n" {
+		t.Fatalf("exec: code %d stdout %q stderr %q", code, stdout, stderr)
+	}
 
 	// A crash-looping container restarts with back-off.
 	e.apply(&api.Pod{Metadata: &api.ObjectMeta{Name: "crash"}, Spec: &api.PodSpec{

@@ -84,6 +84,8 @@ func runPods(ctx context.Context, c *cluster.Cluster, cfg PodsConfig, dataDir st
 	defer network.Close()
 	host, _, _ := net.SplitHostPort(c.APIAddress())
 	m := newPodManager(node, host, dataDir, rt, network, client, log.With("component", "pods"))
+	c.SetPodIO(m)
+	defer c.SetPodIO(nil)
 	log.Info("running pods", "containerd", addr, "podCIDR", podCIDR)
 	return m.run(ctx)
 }

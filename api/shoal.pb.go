@@ -5227,6 +5227,306 @@ func (x *VersionResponse) GetLeader() string {
 	return ""
 }
 
+type LogsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`           // the pod
+	Container string                 `protobuf:"bytes,3,opt,name=container,proto3" json:"container,omitempty"` // may be empty when the pod has one container
+	Follow    bool                   `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
+	// The instance before the current one (after a restart).
+	Previous bool `protobuf:"varint,5,opt,name=previous,proto3" json:"previous,omitempty"`
+	// Only the last lines; 0 for all.
+	TailLines     int32 `protobuf:"varint,6,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogsRequest) Reset() {
+	*x = LogsRequest{}
+	mi := &file_shoal_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogsRequest) ProtoMessage() {}
+
+func (x *LogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
+func (*LogsRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *LogsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *LogsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LogsRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *LogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *LogsRequest) GetPrevious() bool {
+	if x != nil {
+		return x.Previous
+	}
+	return false
+}
+
+func (x *LogsRequest) GetTailLines() int32 {
+	if x != nil {
+		return x.TailLines
+	}
+	return 0
+}
+
+type LogChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogChunk) Reset() {
+	*x = LogChunk{}
+	mi := &file_shoal_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogChunk) ProtoMessage() {}
+
+func (x *LogChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
+func (*LogChunk) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *LogChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// The first ExecRequest names the command; the following ones carry stdin.
+type ExecRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // the pod
+	Container     string                 `protobuf:"bytes,3,opt,name=container,proto3" json:"container,omitempty"`
+	Command       []string               `protobuf:"bytes,4,rep,name=command,proto3" json:"command,omitempty"`
+	Tty           bool                   `protobuf:"varint,5,opt,name=tty,proto3" json:"tty,omitempty"`
+	Stdin         bool                   `protobuf:"varint,6,opt,name=stdin,proto3" json:"stdin,omitempty"` // whether stdin follows
+	StdinData     []byte                 `protobuf:"bytes,7,opt,name=stdin_data,json=stdinData,proto3" json:"stdin_data,omitempty"`
+	StdinClose    bool                   `protobuf:"varint,8,opt,name=stdin_close,json=stdinClose,proto3" json:"stdin_close,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecRequest) Reset() {
+	*x = ExecRequest{}
+	mi := &file_shoal_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecRequest) ProtoMessage() {}
+
+func (x *ExecRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
+func (*ExecRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *ExecRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ExecRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ExecRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *ExecRequest) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *ExecRequest) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ExecRequest) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *ExecRequest) GetStdinData() []byte {
+	if x != nil {
+		return x.StdinData
+	}
+	return nil
+}
+
+func (x *ExecRequest) GetStdinClose() bool {
+	if x != nil {
+		return x.StdinClose
+	}
+	return false
+}
+
+// Output as it comes; the last message carries the exit code.
+type ExecResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stdout        []byte                 `protobuf:"bytes,1,opt,name=stdout,proto3" json:"stdout,omitempty"`
+	Stderr        []byte                 `protobuf:"bytes,2,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	Exited        bool                   `protobuf:"varint,3,opt,name=exited,proto3" json:"exited,omitempty"`
+	ExitCode      int32                  `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecResponse) Reset() {
+	*x = ExecResponse{}
+	mi := &file_shoal_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecResponse) ProtoMessage() {}
+
+func (x *ExecResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
+func (*ExecResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *ExecResponse) GetStdout() []byte {
+	if x != nil {
+		return x.Stdout
+	}
+	return nil
+}
+
+func (x *ExecResponse) GetStderr() []byte {
+	if x != nil {
+		return x.Stderr
+	}
+	return nil
+}
+
+func (x *ExecResponse) GetExited() bool {
+	if x != nil {
+		return x.Exited
+	}
+	return false
+}
+
+func (x *ExecResponse) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
 type JoinRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	NodeId   string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -5245,7 +5545,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_shoal_proto_msgTypes[78]
+	mi := &file_shoal_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5257,7 +5557,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[78]
+	mi := &file_shoal_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5270,7 +5570,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{78}
+	return file_shoal_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -5330,7 +5630,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_shoal_proto_msgTypes[79]
+	mi := &file_shoal_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5342,7 +5642,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[79]
+	mi := &file_shoal_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5355,7 +5655,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{79}
+	return file_shoal_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *JoinResponse) GetCertificate() []byte {
@@ -5860,7 +6160,33 @@ const file_shoal_proto_rawDesc = "" +
 	"\x0fVersionResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
-	"\x06leader\x18\x03 \x01(\tR\x06leader\"\xb7\x01\n" +
+	"\x06leader\x18\x03 \x01(\tR\x06leader\"\xb0\x01\n" +
+	"\vLogsRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\tcontainer\x18\x03 \x01(\tR\tcontainer\x12\x16\n" +
+	"\x06follow\x18\x04 \x01(\bR\x06follow\x12\x1a\n" +
+	"\bprevious\x18\x05 \x01(\bR\bprevious\x12\x1d\n" +
+	"\n" +
+	"tail_lines\x18\x06 \x01(\x05R\ttailLines\"\x1e\n" +
+	"\bLogChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xdf\x01\n" +
+	"\vExecRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\tcontainer\x18\x03 \x01(\tR\tcontainer\x12\x18\n" +
+	"\acommand\x18\x04 \x03(\tR\acommand\x12\x10\n" +
+	"\x03tty\x18\x05 \x01(\bR\x03tty\x12\x14\n" +
+	"\x05stdin\x18\x06 \x01(\bR\x05stdin\x12\x1d\n" +
+	"\n" +
+	"stdin_data\x18\a \x01(\fR\tstdinData\x12\x1f\n" +
+	"\vstdin_close\x18\b \x01(\bR\n" +
+	"stdinClose\"s\n" +
+	"\fExecResponse\x12\x16\n" +
+	"\x06stdout\x18\x01 \x01(\fR\x06stdout\x12\x16\n" +
+	"\x06stderr\x18\x02 \x01(\fR\x06stderr\x12\x16\n" +
+	"\x06exited\x18\x03 \x01(\bR\x06exited\x12\x1b\n" +
+	"\texit_code\x18\x04 \x01(\x05R\bexitCode\"\xb7\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12#\n" +
@@ -5876,7 +6202,7 @@ const file_shoal_proto_rawDesc = "" +
 	"\fgossip_peers\x18\x04 \x03(\tR\vgossipPeers\x12\x1b\n" +
 	"\tnode_name\x18\x05 \x01(\tR\bnodeName\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x06 \x01(\tR\tclusterId2\xe0\x03\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId2\xd0\x04\n" +
 	"\x05Shoal\x128\n" +
 	"\x05Apply\x12\x16.shoal.v1.ApplyRequest\x1a\x17.shoal.v1.ApplyResponse\x12-\n" +
 	"\x03Get\x12\x14.shoal.v1.GetRequest\x1a\x10.shoal.v1.Object\x125\n" +
@@ -5886,7 +6212,9 @@ const file_shoal_proto_rawDesc = "" +
 	"\x05Token\x12\x16.shoal.v1.TokenRequest\x1a\x17.shoal.v1.TokenResponse\x12G\n" +
 	"\n" +
 	"RemoveNode\x12\x1b.shoal.v1.RemoveNodeRequest\x1a\x1c.shoal.v1.RemoveNodeResponse\x12>\n" +
-	"\aVersion\x12\x18.shoal.v1.VersionRequest\x1a\x19.shoal.v1.VersionResponse2=\n" +
+	"\aVersion\x12\x18.shoal.v1.VersionRequest\x1a\x19.shoal.v1.VersionResponse\x123\n" +
+	"\x04Logs\x12\x15.shoal.v1.LogsRequest\x1a\x12.shoal.v1.LogChunk0\x01\x129\n" +
+	"\x04Exec\x12\x15.shoal.v1.ExecRequest\x1a\x16.shoal.v1.ExecResponse(\x010\x012=\n" +
 	"\x04Join\x125\n" +
 	"\x04Join\x12\x15.shoal.v1.JoinRequest\x1a\x16.shoal.v1.JoinResponseB$Z\"github.com/shoalproj/shoal/api;apib\x06proto3"
 
@@ -5902,7 +6230,7 @@ func file_shoal_proto_rawDescGZIP() []byte {
 	return file_shoal_proto_rawDescData
 }
 
-var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 89)
+var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 93)
 var file_shoal_proto_goTypes = []any{
 	(*ObjectMeta)(nil),               // 0: shoal.v1.ObjectMeta
 	(*OwnerReference)(nil),           // 1: shoal.v1.OwnerReference
@@ -5982,24 +6310,28 @@ var file_shoal_proto_goTypes = []any{
 	(*RemoveNodeResponse)(nil),       // 75: shoal.v1.RemoveNodeResponse
 	(*VersionRequest)(nil),           // 76: shoal.v1.VersionRequest
 	(*VersionResponse)(nil),          // 77: shoal.v1.VersionResponse
-	(*JoinRequest)(nil),              // 78: shoal.v1.JoinRequest
-	(*JoinResponse)(nil),             // 79: shoal.v1.JoinResponse
-	nil,                              // 80: shoal.v1.ObjectMeta.LabelsEntry
-	nil,                              // 81: shoal.v1.ObjectMeta.AnnotationsEntry
-	nil,                              // 82: shoal.v1.LabelSelector.MatchLabelsEntry
-	nil,                              // 83: shoal.v1.PodSpec.NodeSelectorEntry
-	nil,                              // 84: shoal.v1.ResourceRequirements.LimitsEntry
-	nil,                              // 85: shoal.v1.ResourceRequirements.RequestsEntry
-	nil,                              // 86: shoal.v1.ServiceSpec.SelectorEntry
-	nil,                              // 87: shoal.v1.NodeStatus.CapacityEntry
-	nil,                              // 88: shoal.v1.NodeStatus.AllocatableEntry
-	(*structpb.Value)(nil),           // 89: google.protobuf.Value
+	(*LogsRequest)(nil),              // 78: shoal.v1.LogsRequest
+	(*LogChunk)(nil),                 // 79: shoal.v1.LogChunk
+	(*ExecRequest)(nil),              // 80: shoal.v1.ExecRequest
+	(*ExecResponse)(nil),             // 81: shoal.v1.ExecResponse
+	(*JoinRequest)(nil),              // 82: shoal.v1.JoinRequest
+	(*JoinResponse)(nil),             // 83: shoal.v1.JoinResponse
+	nil,                              // 84: shoal.v1.ObjectMeta.LabelsEntry
+	nil,                              // 85: shoal.v1.ObjectMeta.AnnotationsEntry
+	nil,                              // 86: shoal.v1.LabelSelector.MatchLabelsEntry
+	nil,                              // 87: shoal.v1.PodSpec.NodeSelectorEntry
+	nil,                              // 88: shoal.v1.ResourceRequirements.LimitsEntry
+	nil,                              // 89: shoal.v1.ResourceRequirements.RequestsEntry
+	nil,                              // 90: shoal.v1.ServiceSpec.SelectorEntry
+	nil,                              // 91: shoal.v1.NodeStatus.CapacityEntry
+	nil,                              // 92: shoal.v1.NodeStatus.AllocatableEntry
+	(*structpb.Value)(nil),           // 93: google.protobuf.Value
 }
 var file_shoal_proto_depIdxs = []int32{
-	80,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
-	81,  // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
+	84,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
+	85,  // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
 	1,   // 2: shoal.v1.ObjectMeta.owner_references:type_name -> shoal.v1.OwnerReference
-	82,  // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
+	86,  // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
 	3,   // 4: shoal.v1.LabelSelector.match_expressions:type_name -> shoal.v1.LabelSelectorRequirement
 	0,   // 5: shoal.v1.Pod.metadata:type_name -> shoal.v1.ObjectMeta
 	7,   // 6: shoal.v1.Pod.spec:type_name -> shoal.v1.PodSpec
@@ -6008,7 +6340,7 @@ var file_shoal_proto_depIdxs = []int32{
 	7,   // 9: shoal.v1.PodTemplateSpec.spec:type_name -> shoal.v1.PodSpec
 	8,   // 10: shoal.v1.PodSpec.containers:type_name -> shoal.v1.Container
 	13,  // 11: shoal.v1.PodSpec.volumes:type_name -> shoal.v1.Volume
-	83,  // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
+	87,  // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
 	21,  // 13: shoal.v1.PodSpec.affinity:type_name -> shoal.v1.Affinity
 	30,  // 14: shoal.v1.PodSpec.tolerations:type_name -> shoal.v1.Toleration
 	31,  // 15: shoal.v1.PodSpec.topology_spread_constraints:type_name -> shoal.v1.TopologySpreadConstraint
@@ -6019,16 +6351,16 @@ var file_shoal_proto_depIdxs = []int32{
 	16,  // 20: shoal.v1.Container.liveness_probe:type_name -> shoal.v1.Probe
 	16,  // 21: shoal.v1.Container.readiness_probe:type_name -> shoal.v1.Probe
 	16,  // 22: shoal.v1.Container.startup_probe:type_name -> shoal.v1.Probe
-	84,  // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
-	85,  // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
+	88,  // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
+	89,  // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
 	14,  // 25: shoal.v1.Volume.empty_dir:type_name -> shoal.v1.EmptyDirVolumeSource
 	15,  // 26: shoal.v1.Volume.host_path:type_name -> shoal.v1.HostPathVolumeSource
 	17,  // 27: shoal.v1.Probe.exec:type_name -> shoal.v1.ExecAction
 	18,  // 28: shoal.v1.Probe.http_get:type_name -> shoal.v1.HTTPGetAction
 	20,  // 29: shoal.v1.Probe.tcp_socket:type_name -> shoal.v1.TCPSocketAction
-	89,  // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
+	93,  // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
 	19,  // 31: shoal.v1.HTTPGetAction.http_headers:type_name -> shoal.v1.HTTPHeader
-	89,  // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
+	93,  // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
 	22,  // 33: shoal.v1.Affinity.node_affinity:type_name -> shoal.v1.NodeAffinity
 	27,  // 34: shoal.v1.Affinity.pod_anti_affinity:type_name -> shoal.v1.PodAntiAffinity
 	23,  // 35: shoal.v1.NodeAffinity.required_during_scheduling_ignored_during_execution:type_name -> shoal.v1.NodeSelector
@@ -6055,15 +6387,15 @@ var file_shoal_proto_depIdxs = []int32{
 	6,   // 56: shoal.v1.DeploymentSpec.template:type_name -> shoal.v1.PodTemplateSpec
 	41,  // 57: shoal.v1.DeploymentSpec.strategy:type_name -> shoal.v1.DeploymentStrategy
 	42,  // 58: shoal.v1.DeploymentStrategy.rolling_update:type_name -> shoal.v1.RollingUpdateDeployment
-	89,  // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
-	89,  // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
+	93,  // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
+	93,  // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
 	44,  // 61: shoal.v1.DeploymentStatus.conditions:type_name -> shoal.v1.DeploymentCondition
 	0,   // 62: shoal.v1.Service.metadata:type_name -> shoal.v1.ObjectMeta
 	46,  // 63: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	86,  // 64: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
+	90,  // 64: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
 	47,  // 65: shoal.v1.ServiceSpec.ports:type_name -> shoal.v1.ServicePort
 	48,  // 66: shoal.v1.ServiceSpec.session_affinity_config:type_name -> shoal.v1.SessionAffinityConfig
-	89,  // 67: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
+	93,  // 67: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
 	49,  // 68: shoal.v1.SessionAffinityConfig.client_ip:type_name -> shoal.v1.ClientIPConfig
 	0,   // 69: shoal.v1.Endpoints.metadata:type_name -> shoal.v1.ObjectMeta
 	51,  // 70: shoal.v1.Endpoints.subsets:type_name -> shoal.v1.EndpointSubset
@@ -6077,8 +6409,8 @@ var file_shoal_proto_depIdxs = []int32{
 	56,  // 78: shoal.v1.NodeSpec.taints:type_name -> shoal.v1.Taint
 	58,  // 79: shoal.v1.NodeStatus.addresses:type_name -> shoal.v1.NodeAddress
 	59,  // 80: shoal.v1.NodeStatus.conditions:type_name -> shoal.v1.NodeCondition
-	87,  // 81: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
-	88,  // 82: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
+	91,  // 81: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
+	92,  // 82: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
 	60,  // 83: shoal.v1.NodeStatus.node_info:type_name -> shoal.v1.NodeSystemInfo
 	5,   // 84: shoal.v1.Object.pod:type_name -> shoal.v1.Pod
 	39,  // 85: shoal.v1.Object.deployment:type_name -> shoal.v1.Deployment
@@ -6099,18 +6431,22 @@ var file_shoal_proto_depIdxs = []int32{
 	72,  // 100: shoal.v1.Shoal.Token:input_type -> shoal.v1.TokenRequest
 	74,  // 101: shoal.v1.Shoal.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
 	76,  // 102: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
-	78,  // 103: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
-	63,  // 104: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
-	61,  // 105: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
-	67,  // 106: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
-	69,  // 107: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
-	71,  // 108: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
-	73,  // 109: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
-	75,  // 110: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	77,  // 111: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
-	79,  // 112: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
-	104, // [104:113] is the sub-list for method output_type
-	95,  // [95:104] is the sub-list for method input_type
+	78,  // 103: shoal.v1.Shoal.Logs:input_type -> shoal.v1.LogsRequest
+	80,  // 104: shoal.v1.Shoal.Exec:input_type -> shoal.v1.ExecRequest
+	82,  // 105: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
+	63,  // 106: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
+	61,  // 107: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
+	67,  // 108: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
+	69,  // 109: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
+	71,  // 110: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
+	73,  // 111: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
+	75,  // 112: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	77,  // 113: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
+	79,  // 114: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
+	81,  // 115: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
+	83,  // 116: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
+	106, // [106:117] is the sub-list for method output_type
+	95,  // [95:106] is the sub-list for method input_type
 	95,  // [95:95] is the sub-list for extension type_name
 	95,  // [95:95] is the sub-list for extension extendee
 	0,   // [0:95] is the sub-list for field type_name
@@ -6139,7 +6475,7 @@ func file_shoal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_proto_rawDesc), len(file_shoal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   89,
+			NumMessages:   93,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -165,6 +165,8 @@ type Cluster struct {
 	leaderReady bool // this node leads and has committed an entry of its term
 	leaderSince time.Time
 
+	podIO PodIO // this node's agent, for Logs and Exec
+
 	initResult     *InitResult
 	pendingSecrets *storepb.ClusterSecrets // --init: written once this node leads
 

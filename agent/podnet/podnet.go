@@ -28,6 +28,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	cniversion "github.com/containernetworking/cni/pkg/version"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -149,7 +150,12 @@ func New(ctx context.Context, cfg Config) (*CNI, error) {
 	if n.list, err = libcni.ConfListFromBytes(b); err != nil {
 		return nil, fmt.Errorf("podnet: CNI configuration: %w", err)
 	}
-	n.cni = libcni.NewCNIConfigWithCacheDir(s.PluginDirs, s.cacheDir(), nil)
+	// An explicit exec: libcni otherwise creates one lazily on first use,
+	// which races when pods are set up concurrently.
+	n.cni = libcni.NewCNIConfigWithCacheDir(s.PluginDirs, s.cacheDir(), &invoke.DefaultExec{
+		RawExec:       &invoke.RawExec{Stderr: os.Stderr},
+		PluginDecoder: cniversion.PluginDecoder{},
+	})
 	if err := inNetNS(hostNS, enableForwarding); err != nil {
 		return nil, err
 	}

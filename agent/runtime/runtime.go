@@ -187,7 +187,8 @@ type Runtime interface {
 	Exec(ctx context.Context, id string, cmd []string, stdin io.Reader, stdout, stderr io.Writer, tty bool) (exitCode int, err error)
 	// Events streams container exits from now on until ctx ends or the
 	// runtime is closed, when the channel is closed. Events are never
-	// dropped for a slow reader.
+	// dropped for a slow reader. Exits from before the call (also those
+	// while no agent ran) are not replayed: Status and List report them.
 	Events(ctx context.Context) (<-chan Event, error)
 	// Version is the version of the container runtime.
 	Version(ctx context.Context) (string, error)

@@ -42,6 +42,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return 0
 	}
+	var exit *exitCodeError
+	if errors.As(err, &exit) {
+		return exit.code // the remote command's, as it is (shoal exec)
+	}
 	printError(stderr, err)
 	return 1
 }
@@ -118,6 +122,8 @@ func newRootCommand() *cobra.Command {
 		newNodeCommand(g),
 		newTokenCommand(g),
 		newVersionCommand(g),
+		newLogsCommand(g),
+		newExecCommand(g),
 	)
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
