@@ -19,9 +19,12 @@ import (
 // newAgentCommand is `shoal agent`: the daemon every machine runs.
 func newAgentCommand() *cobra.Command {
 	var (
-		cfg      cluster.Config
-		pods     agent.PodsConfig
-		logLevel string
+		cfg              cluster.Config
+		pods             agent.PodsConfig
+		logLevel         string
+		registryConfig   string
+		registryMirrors  []string
+		insecureRegistry []string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -44,6 +47,11 @@ func newAgentCommand() *cobra.Command {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			reg, err := agent.LoadRegistryConfig(registryConfig, registryMirrors, insecureRegistry)
+			if err != nil {
+				return err
+			}
+			pods.Registry = reg
 			cfg.Version = version
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -75,6 +83,9 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", cluster.DefaultServiceCIDR, "with --init: the CIDR services get virtual IPs from")
 	f.BoolVar(&pods.Enabled, "run-pods", true, "run the pods the cluster binds to this node (containerd and the pod network start with the first one)")
 	f.StringVar(&pods.ContainerdSocket, "containerd-socket", "/run/containerd/containerd.sock", "containerd's socket; when nothing answers there, the agent starts its own containerd")
+	f.StringVar(&registryConfig, "registry-config", "", "YAML file with registry mirrors, plain-HTTP registries and credentials")
+	f.StringArrayVar(&registryMirrors, "registry-mirror", nil, "REGISTRY=ENDPOINT: pull REGISTRY's images from ENDPOINT first (repeatable)")
+	f.StringArrayVar(&insecureRegistry, "insecure-registry", nil, "a registry HOST[:PORT] spoken to over plain HTTP (repeatable)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
