@@ -54,9 +54,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	if cfg.Pods.Enabled {
+		svc := newPodsService()
+		c.SetPodIO(svc)
 		go func() {
 			for ctx.Err() == nil {
-				err := runPods(ctx, c, cfg.Pods, cfg.Cluster.DataDir, log)
+				err := runPods(ctx, c, cfg.Pods, svc, cfg.Cluster.DataDir, log)
 				if ctx.Err() != nil {
 					return
 				}

@@ -102,9 +102,18 @@ func (m *podManager) Logs(ctx context.Context, pod *api.Pod, container string, p
 		// At the end: done once the instance has exited and all is read.
 		st, serr := m.rt.Status(ctx, inst.ID)
 		if serr != nil || st.State != runtime.StateRunning {
-			if n2, _ := f.Read(buf); n2 > 0 {
-				w.Write(buf[:n2])
-				continue
+			// The shim copies output to the file on its own and may still
+			// be at it: read on until the file has been quiet a moment.
+			for quiet := time.Now().Add(500 * time.Millisecond); time.Now().Before(quiet); {
+				n2, _ := f.Read(buf)
+				if n2 == 0 {
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				if _, werr := w.Write(buf[:n2]); werr != nil {
+					return werr
+				}
+				quiet = time.Now().Add(500 * time.Millisecond)
 			}
 			return nil
 		}
@@ -164,4 +173,9 @@ func (m *podManager) Exec(ctx context.Context, pod *api.Pod, container string, c
 		return code, status.Errorf(codes.Unknown, "exec %q: %v", cmd, err)
 	}
 	return code, nil
+}
+
+// ImportImages loads an image archive into the node's runtime.
+func (m *podManager) ImportImages(ctx context.Context, r io.Reader) ([]string, error) {
+	return m.rt.ImportImages(ctx, r)
 }

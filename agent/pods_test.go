@@ -316,6 +316,31 @@ func TestPodsOnContainerd(t *testing.T) {
 		t.Fatalf("exec: code %d stdout %q stderr %q", code, stdout, stderr)
 	}
 
+	// An image archive loaded through the API runs without any registry.
+	archive, err := os.ReadFile(runtimetest.BuildBusyboxImage(t, "shoal/loaded:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	load, err := e.client.LoadImage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(archive); i += 64 << 10 {
+		if err := load.Send(&api.ImageChunk{Data: archive[i:min(i+64<<10, len(archive))]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loaded, err := load.CloseAndRecv()
+	if err != nil || len(loaded.Images) != 1 || !strings.Contains(loaded.Images[0], "shoal/loaded:1") {
+		t.Fatalf("load image: %v %v", loaded, err)
+	}
+	e.apply(&api.Pod{Metadata: &api.ObjectMeta{Name: "loaded"}, Spec: &api.PodSpec{TerminationGracePeriodSeconds: &grace,
+		Containers: []*api.Container{{Name: "c", Image: "shoal/loaded:1", ImagePullPolicy: "Never", Command: []string{"sleep", "3600"}}}}})
+	waitUntil(t, 30*time.Second, "a pod of the loaded image runs", func() (bool, string) {
+		p := e.pod("loaded")
+		return p.GetStatus().GetPhase() == "Running", describe(p)
+	})
+
 	// A crash-looping container restarts with back-off.
 	e.apply(&api.Pod{Metadata: &api.ObjectMeta{Name: "crash"}, Spec: &api.PodSpec{
 		Containers: []*api.Container{{Name: "c", Image: e.image, Command: []string{"sh", "-c", "exit 1"}}}}})
@@ -405,7 +430,7 @@ func TestPodsOnContainerd(t *testing.T) {
 		return len(cs) == 0 && !has, fmt.Sprintf("%d containers, network %v", len(cs), has)
 	})
 	// Clean up the rest through the manager too.
-	for _, name := range []string{"crash", "oom", "noimage", "after", "probed"} {
+	for _, name := range []string{"crash", "oom", "noimage", "after", "probed", "loaded"} {
 		e.client.Delete(ctx, &api.DeleteRequest{Kind: "Pod", Name: name})
 	}
 	waitUntil(t, 30*time.Second, "every container gone", func() (bool, string) {

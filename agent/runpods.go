@@ -2,11 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/shoalproj/shoal/agent/podnet"
@@ -29,13 +32,14 @@ type PodsConfig struct {
 // (a pod bound to it, or pods left from before a restart), so that a node
 // that only takes part in the control plane starts no containerd and
 // changes nothing in the host's network.
-func runPods(ctx context.Context, c *cluster.Cluster, cfg PodsConfig, dataDir string, log *slog.Logger) error {
+func runPods(ctx context.Context, c *cluster.Cluster, cfg PodsConfig, svc *podsService, dataDir string, log *slog.Logger) error {
 	client, err := c.SelfClient()
 	if err != nil {
 		return err
 	}
 	node := c.NodeName()
 	podState := filepath.Join(dataDir, "podnet")
+wait:
 	for {
 		list, err := client.List(ctx, &api.ListRequest{Kind: "Pod", NodeName: node})
 		if err == nil && len(list.Items) > 0 {
@@ -47,6 +51,8 @@ func runPods(ctx context.Context, c *cluster.Cluster, cfg PodsConfig, dataDir st
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-svc.wake:
+			break wait // an image load, logs or exec
 		case <-time.After(time.Second):
 		}
 	}
@@ -84,8 +90,81 @@ func runPods(ctx context.Context, c *cluster.Cluster, cfg PodsConfig, dataDir st
 	defer network.Close()
 	host, _, _ := net.SplitHostPort(c.APIAddress())
 	m := newPodManager(node, host, dataDir, rt, network, client, log.With("component", "pods"))
-	c.SetPodIO(m)
-	defer c.SetPodIO(nil)
+	svc.set(m)
+	defer svc.set(nil)
 	log.Info("running pods", "containerd", addr, "podCIDR", podCIDR)
 	return m.run(ctx)
+}
+
+// podsService is the agent's side of Logs, Exec and LoadImage calls. The
+// pod machinery starts with the first pod; a call that needs it before then
+// starts it.
+type podsService struct {
+	wake  chan struct{}
+	mu    sync.Mutex
+	m     *podManager
+	ready chan struct{} // closed while m is set
+}
+
+func newPodsService() *podsService {
+	return &podsService{wake: make(chan struct{}, 1), ready: make(chan struct{})}
+}
+
+func (p *podsService) set(m *podManager) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.m = m
+	if m != nil {
+		close(p.ready)
+	} else {
+		p.ready = make(chan struct{})
+	}
+}
+
+// manager returns the running pod manager, starting it if need be.
+func (p *podsService) manager(ctx context.Context) (*podManager, error) {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	p.mu.Lock()
+	ready := p.ready
+	p.mu.Unlock()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("the node's container runtime did not start: %w", ctx.Err())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		return nil, errors.New("the node's container runtime stopped")
+	}
+	return p.m, nil
+}
+
+func (p *podsService) ImportImages(ctx context.Context, r io.Reader) ([]string, error) {
+	m, err := p.manager(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m.rt.ImportImages(ctx, r)
+}
+
+func (p *podsService) Logs(ctx context.Context, pod *api.Pod, container string, previous, follow bool, tailLines int, w io.Writer) error {
+	m, err := p.manager(ctx)
+	if err != nil {
+		return err
+	}
+	return m.Logs(ctx, pod, container, previous, follow, tailLines, w)
+}
+
+func (p *podsService) Exec(ctx context.Context, pod *api.Pod, container string, cmd []string, tty bool, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	m, err := p.manager(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return m.Exec(ctx, pod, container, cmd, tty, stdin, stdout, stderr)
 }

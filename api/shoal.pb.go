@@ -5527,6 +5527,112 @@ func (x *ExecResponse) GetExitCode() int32 {
 	return 0
 }
 
+// An image archive (OCI layout or `docker save`) streamed to a node: the
+// first chunk names the node ("" for the node that answers).
+type ImageChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageChunk) Reset() {
+	*x = ImageChunk{}
+	mi := &file_shoal_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageChunk) ProtoMessage() {}
+
+func (x *ImageChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageChunk.ProtoReflect.Descriptor instead.
+func (*ImageChunk) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *ImageChunk) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *ImageChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type LoadImageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Images        []string               `protobuf:"bytes,2,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadImageResponse) Reset() {
+	*x = LoadImageResponse{}
+	mi := &file_shoal_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadImageResponse) ProtoMessage() {}
+
+func (x *LoadImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadImageResponse.ProtoReflect.Descriptor instead.
+func (*LoadImageResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *LoadImageResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *LoadImageResponse) GetImages() []string {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
 type JoinRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	NodeId   string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -5545,7 +5651,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_shoal_proto_msgTypes[82]
+	mi := &file_shoal_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5557,7 +5663,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[82]
+	mi := &file_shoal_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5570,7 +5676,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{82}
+	return file_shoal_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -5630,7 +5736,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_shoal_proto_msgTypes[83]
+	mi := &file_shoal_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5642,7 +5748,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[83]
+	mi := &file_shoal_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5655,7 +5761,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{83}
+	return file_shoal_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *JoinResponse) GetCertificate() []byte {
@@ -6186,7 +6292,14 @@ const file_shoal_proto_rawDesc = "" +
 	"\x06stdout\x18\x01 \x01(\fR\x06stdout\x12\x16\n" +
 	"\x06stderr\x18\x02 \x01(\fR\x06stderr\x12\x16\n" +
 	"\x06exited\x18\x03 \x01(\bR\x06exited\x12\x1b\n" +
-	"\texit_code\x18\x04 \x01(\x05R\bexitCode\"\xb7\x01\n" +
+	"\texit_code\x18\x04 \x01(\x05R\bexitCode\"4\n" +
+	"\n" +
+	"ImageChunk\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"?\n" +
+	"\x11LoadImageResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
+	"\x06images\x18\x02 \x03(\tR\x06images\"\xb7\x01\n" +
 	"\vJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12#\n" +
@@ -6202,7 +6315,7 @@ const file_shoal_proto_rawDesc = "" +
 	"\fgossip_peers\x18\x04 \x03(\tR\vgossipPeers\x12\x1b\n" +
 	"\tnode_name\x18\x05 \x01(\tR\bnodeName\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x06 \x01(\tR\tclusterId2\xd0\x04\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId2\x92\x05\n" +
 	"\x05Shoal\x128\n" +
 	"\x05Apply\x12\x16.shoal.v1.ApplyRequest\x1a\x17.shoal.v1.ApplyResponse\x12-\n" +
 	"\x03Get\x12\x14.shoal.v1.GetRequest\x1a\x10.shoal.v1.Object\x125\n" +
@@ -6214,7 +6327,8 @@ const file_shoal_proto_rawDesc = "" +
 	"RemoveNode\x12\x1b.shoal.v1.RemoveNodeRequest\x1a\x1c.shoal.v1.RemoveNodeResponse\x12>\n" +
 	"\aVersion\x12\x18.shoal.v1.VersionRequest\x1a\x19.shoal.v1.VersionResponse\x123\n" +
 	"\x04Logs\x12\x15.shoal.v1.LogsRequest\x1a\x12.shoal.v1.LogChunk0\x01\x129\n" +
-	"\x04Exec\x12\x15.shoal.v1.ExecRequest\x1a\x16.shoal.v1.ExecResponse(\x010\x012=\n" +
+	"\x04Exec\x12\x15.shoal.v1.ExecRequest\x1a\x16.shoal.v1.ExecResponse(\x010\x01\x12@\n" +
+	"\tLoadImage\x12\x14.shoal.v1.ImageChunk\x1a\x1b.shoal.v1.LoadImageResponse(\x012=\n" +
 	"\x04Join\x125\n" +
 	"\x04Join\x12\x15.shoal.v1.JoinRequest\x1a\x16.shoal.v1.JoinResponseB$Z\"github.com/shoalproj/shoal/api;apib\x06proto3"
 
@@ -6230,7 +6344,7 @@ func file_shoal_proto_rawDescGZIP() []byte {
 	return file_shoal_proto_rawDescData
 }
 
-var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 93)
+var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
 var file_shoal_proto_goTypes = []any{
 	(*ObjectMeta)(nil),               // 0: shoal.v1.ObjectMeta
 	(*OwnerReference)(nil),           // 1: shoal.v1.OwnerReference
@@ -6314,24 +6428,26 @@ var file_shoal_proto_goTypes = []any{
 	(*LogChunk)(nil),                 // 79: shoal.v1.LogChunk
 	(*ExecRequest)(nil),              // 80: shoal.v1.ExecRequest
 	(*ExecResponse)(nil),             // 81: shoal.v1.ExecResponse
-	(*JoinRequest)(nil),              // 82: shoal.v1.JoinRequest
-	(*JoinResponse)(nil),             // 83: shoal.v1.JoinResponse
-	nil,                              // 84: shoal.v1.ObjectMeta.LabelsEntry
-	nil,                              // 85: shoal.v1.ObjectMeta.AnnotationsEntry
-	nil,                              // 86: shoal.v1.LabelSelector.MatchLabelsEntry
-	nil,                              // 87: shoal.v1.PodSpec.NodeSelectorEntry
-	nil,                              // 88: shoal.v1.ResourceRequirements.LimitsEntry
-	nil,                              // 89: shoal.v1.ResourceRequirements.RequestsEntry
-	nil,                              // 90: shoal.v1.ServiceSpec.SelectorEntry
-	nil,                              // 91: shoal.v1.NodeStatus.CapacityEntry
-	nil,                              // 92: shoal.v1.NodeStatus.AllocatableEntry
-	(*structpb.Value)(nil),           // 93: google.protobuf.Value
+	(*ImageChunk)(nil),               // 82: shoal.v1.ImageChunk
+	(*LoadImageResponse)(nil),        // 83: shoal.v1.LoadImageResponse
+	(*JoinRequest)(nil),              // 84: shoal.v1.JoinRequest
+	(*JoinResponse)(nil),             // 85: shoal.v1.JoinResponse
+	nil,                              // 86: shoal.v1.ObjectMeta.LabelsEntry
+	nil,                              // 87: shoal.v1.ObjectMeta.AnnotationsEntry
+	nil,                              // 88: shoal.v1.LabelSelector.MatchLabelsEntry
+	nil,                              // 89: shoal.v1.PodSpec.NodeSelectorEntry
+	nil,                              // 90: shoal.v1.ResourceRequirements.LimitsEntry
+	nil,                              // 91: shoal.v1.ResourceRequirements.RequestsEntry
+	nil,                              // 92: shoal.v1.ServiceSpec.SelectorEntry
+	nil,                              // 93: shoal.v1.NodeStatus.CapacityEntry
+	nil,                              // 94: shoal.v1.NodeStatus.AllocatableEntry
+	(*structpb.Value)(nil),           // 95: google.protobuf.Value
 }
 var file_shoal_proto_depIdxs = []int32{
-	84,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
-	85,  // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
+	86,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
+	87,  // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
 	1,   // 2: shoal.v1.ObjectMeta.owner_references:type_name -> shoal.v1.OwnerReference
-	86,  // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
+	88,  // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
 	3,   // 4: shoal.v1.LabelSelector.match_expressions:type_name -> shoal.v1.LabelSelectorRequirement
 	0,   // 5: shoal.v1.Pod.metadata:type_name -> shoal.v1.ObjectMeta
 	7,   // 6: shoal.v1.Pod.spec:type_name -> shoal.v1.PodSpec
@@ -6340,7 +6456,7 @@ var file_shoal_proto_depIdxs = []int32{
 	7,   // 9: shoal.v1.PodTemplateSpec.spec:type_name -> shoal.v1.PodSpec
 	8,   // 10: shoal.v1.PodSpec.containers:type_name -> shoal.v1.Container
 	13,  // 11: shoal.v1.PodSpec.volumes:type_name -> shoal.v1.Volume
-	87,  // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
+	89,  // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
 	21,  // 13: shoal.v1.PodSpec.affinity:type_name -> shoal.v1.Affinity
 	30,  // 14: shoal.v1.PodSpec.tolerations:type_name -> shoal.v1.Toleration
 	31,  // 15: shoal.v1.PodSpec.topology_spread_constraints:type_name -> shoal.v1.TopologySpreadConstraint
@@ -6351,16 +6467,16 @@ var file_shoal_proto_depIdxs = []int32{
 	16,  // 20: shoal.v1.Container.liveness_probe:type_name -> shoal.v1.Probe
 	16,  // 21: shoal.v1.Container.readiness_probe:type_name -> shoal.v1.Probe
 	16,  // 22: shoal.v1.Container.startup_probe:type_name -> shoal.v1.Probe
-	88,  // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
-	89,  // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
+	90,  // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
+	91,  // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
 	14,  // 25: shoal.v1.Volume.empty_dir:type_name -> shoal.v1.EmptyDirVolumeSource
 	15,  // 26: shoal.v1.Volume.host_path:type_name -> shoal.v1.HostPathVolumeSource
 	17,  // 27: shoal.v1.Probe.exec:type_name -> shoal.v1.ExecAction
 	18,  // 28: shoal.v1.Probe.http_get:type_name -> shoal.v1.HTTPGetAction
 	20,  // 29: shoal.v1.Probe.tcp_socket:type_name -> shoal.v1.TCPSocketAction
-	93,  // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
+	95,  // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
 	19,  // 31: shoal.v1.HTTPGetAction.http_headers:type_name -> shoal.v1.HTTPHeader
-	93,  // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
+	95,  // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
 	22,  // 33: shoal.v1.Affinity.node_affinity:type_name -> shoal.v1.NodeAffinity
 	27,  // 34: shoal.v1.Affinity.pod_anti_affinity:type_name -> shoal.v1.PodAntiAffinity
 	23,  // 35: shoal.v1.NodeAffinity.required_during_scheduling_ignored_during_execution:type_name -> shoal.v1.NodeSelector
@@ -6387,15 +6503,15 @@ var file_shoal_proto_depIdxs = []int32{
 	6,   // 56: shoal.v1.DeploymentSpec.template:type_name -> shoal.v1.PodTemplateSpec
 	41,  // 57: shoal.v1.DeploymentSpec.strategy:type_name -> shoal.v1.DeploymentStrategy
 	42,  // 58: shoal.v1.DeploymentStrategy.rolling_update:type_name -> shoal.v1.RollingUpdateDeployment
-	93,  // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
-	93,  // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
+	95,  // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
+	95,  // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
 	44,  // 61: shoal.v1.DeploymentStatus.conditions:type_name -> shoal.v1.DeploymentCondition
 	0,   // 62: shoal.v1.Service.metadata:type_name -> shoal.v1.ObjectMeta
 	46,  // 63: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	90,  // 64: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
+	92,  // 64: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
 	47,  // 65: shoal.v1.ServiceSpec.ports:type_name -> shoal.v1.ServicePort
 	48,  // 66: shoal.v1.ServiceSpec.session_affinity_config:type_name -> shoal.v1.SessionAffinityConfig
-	93,  // 67: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
+	95,  // 67: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
 	49,  // 68: shoal.v1.SessionAffinityConfig.client_ip:type_name -> shoal.v1.ClientIPConfig
 	0,   // 69: shoal.v1.Endpoints.metadata:type_name -> shoal.v1.ObjectMeta
 	51,  // 70: shoal.v1.Endpoints.subsets:type_name -> shoal.v1.EndpointSubset
@@ -6409,8 +6525,8 @@ var file_shoal_proto_depIdxs = []int32{
 	56,  // 78: shoal.v1.NodeSpec.taints:type_name -> shoal.v1.Taint
 	58,  // 79: shoal.v1.NodeStatus.addresses:type_name -> shoal.v1.NodeAddress
 	59,  // 80: shoal.v1.NodeStatus.conditions:type_name -> shoal.v1.NodeCondition
-	91,  // 81: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
-	92,  // 82: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
+	93,  // 81: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
+	94,  // 82: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
 	60,  // 83: shoal.v1.NodeStatus.node_info:type_name -> shoal.v1.NodeSystemInfo
 	5,   // 84: shoal.v1.Object.pod:type_name -> shoal.v1.Pod
 	39,  // 85: shoal.v1.Object.deployment:type_name -> shoal.v1.Deployment
@@ -6433,20 +6549,22 @@ var file_shoal_proto_depIdxs = []int32{
 	76,  // 102: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
 	78,  // 103: shoal.v1.Shoal.Logs:input_type -> shoal.v1.LogsRequest
 	80,  // 104: shoal.v1.Shoal.Exec:input_type -> shoal.v1.ExecRequest
-	82,  // 105: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
-	63,  // 106: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
-	61,  // 107: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
-	67,  // 108: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
-	69,  // 109: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
-	71,  // 110: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
-	73,  // 111: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
-	75,  // 112: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	77,  // 113: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
-	79,  // 114: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
-	81,  // 115: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
-	83,  // 116: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
-	106, // [106:117] is the sub-list for method output_type
-	95,  // [95:106] is the sub-list for method input_type
+	82,  // 105: shoal.v1.Shoal.LoadImage:input_type -> shoal.v1.ImageChunk
+	84,  // 106: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
+	63,  // 107: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
+	61,  // 108: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
+	67,  // 109: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
+	69,  // 110: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
+	71,  // 111: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
+	73,  // 112: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
+	75,  // 113: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	77,  // 114: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
+	79,  // 115: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
+	81,  // 116: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
+	83,  // 117: shoal.v1.Shoal.LoadImage:output_type -> shoal.v1.LoadImageResponse
+	85,  // 118: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
+	107, // [107:119] is the sub-list for method output_type
+	95,  // [95:107] is the sub-list for method input_type
 	95,  // [95:95] is the sub-list for extension type_name
 	95,  // [95:95] is the sub-list for extension extendee
 	0,   // [0:95] is the sub-list for field type_name
@@ -6475,7 +6593,7 @@ func file_shoal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_proto_rawDesc), len(file_shoal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   93,
+			NumMessages:   95,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

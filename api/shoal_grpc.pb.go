@@ -40,6 +40,7 @@ const (
 	Shoal_Version_FullMethodName    = "/shoal.v1.Shoal/Version"
 	Shoal_Logs_FullMethodName       = "/shoal.v1.Shoal/Logs"
 	Shoal_Exec_FullMethodName       = "/shoal.v1.Shoal/Exec"
+	Shoal_LoadImage_FullMethodName  = "/shoal.v1.Shoal/LoadImage"
 )
 
 // ShoalClient is the client API for Shoal service.
@@ -58,6 +59,9 @@ type ShoalClient interface {
 	// forwards them there.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
 	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecRequest, ExecResponse], error)
+	// LoadImage imports an image archive into a node's container runtime,
+	// so that a cluster without a registry can run it.
+	LoadImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImageChunk, LoadImageResponse], error)
 }
 
 type shoalClient struct {
@@ -189,6 +193,19 @@ func (c *shoalClient) Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.B
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Shoal_ExecClient = grpc.BidiStreamingClient[ExecRequest, ExecResponse]
 
+func (c *shoalClient) LoadImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImageChunk, LoadImageResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Shoal_ServiceDesc.Streams[3], Shoal_LoadImage_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImageChunk, LoadImageResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Shoal_LoadImageClient = grpc.ClientStreamingClient[ImageChunk, LoadImageResponse]
+
 // ShoalServer is the server API for Shoal service.
 // All implementations must embed UnimplementedShoalServer
 // for forward compatibility.
@@ -205,6 +222,9 @@ type ShoalServer interface {
 	// forwards them there.
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogChunk]) error
 	Exec(grpc.BidiStreamingServer[ExecRequest, ExecResponse]) error
+	// LoadImage imports an image archive into a node's container runtime,
+	// so that a cluster without a registry can run it.
+	LoadImage(grpc.ClientStreamingServer[ImageChunk, LoadImageResponse]) error
 	mustEmbedUnimplementedShoalServer()
 }
 
@@ -244,6 +264,9 @@ func (UnimplementedShoalServer) Logs(*LogsRequest, grpc.ServerStreamingServer[Lo
 }
 func (UnimplementedShoalServer) Exec(grpc.BidiStreamingServer[ExecRequest, ExecResponse]) error {
 	return status.Error(codes.Unimplemented, "method Exec not implemented")
+}
+func (UnimplementedShoalServer) LoadImage(grpc.ClientStreamingServer[ImageChunk, LoadImageResponse]) error {
+	return status.Error(codes.Unimplemented, "method LoadImage not implemented")
 }
 func (UnimplementedShoalServer) mustEmbedUnimplementedShoalServer() {}
 func (UnimplementedShoalServer) testEmbeddedByValue()               {}
@@ -421,6 +444,13 @@ func _Shoal_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Shoal_ExecServer = grpc.BidiStreamingServer[ExecRequest, ExecResponse]
 
+func _Shoal_LoadImage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ShoalServer).LoadImage(&grpc.GenericServerStream[ImageChunk, LoadImageResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Shoal_LoadImageServer = grpc.ClientStreamingServer[ImageChunk, LoadImageResponse]
+
 // Shoal_ServiceDesc is the grpc.ServiceDesc for Shoal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -472,6 +502,11 @@ var Shoal_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Exec",
 			Handler:       _Shoal_Exec_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "LoadImage",
+			Handler:       _Shoal_LoadImage_Handler,
 			ClientStreams: true,
 		},
 	},

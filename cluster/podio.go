@@ -15,6 +15,7 @@ import (
 // PodIO is what a node's agent offers for the pods it runs: their logs and
 // commands run in them. Logs and Exec calls reach it from any node.
 type PodIO interface {
+	ImportImages(ctx context.Context, r io.Reader) ([]string, error)
 	Logs(ctx context.Context, pod *api.Pod, container string, previous, follow bool, tailLines int, w io.Writer) error
 	Exec(ctx context.Context, pod *api.Pod, container string, cmd []string, tty bool, stdin io.Reader, stdout, stderr io.Writer) (int, error)
 }
@@ -222,4 +223,81 @@ func (s *apiServer) relayExec(ctx context.Context, addr string, first *api.ExecR
 			return err
 		}
 	}
+}
+
+// imageReader reads the archive from the stream's chunks.
+type imageReader struct {
+	stream grpc.ClientStreamingServer[api.ImageChunk, api.LoadImageResponse]
+	buf    []byte
+	eof    bool
+}
+
+func (r *imageReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.eof {
+			return 0, io.EOF
+		}
+		chunk, err := r.stream.Recv()
+		if err == io.EOF {
+			r.eof = true
+			return 0, io.EOF
+		}
+		if err != nil {
+			return 0, err
+		}
+		r.buf = chunk.Data
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (s *apiServer) LoadImage(stream grpc.ClientStreamingServer[api.ImageChunk, api.LoadImageResponse]) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	if first.Node != "" && first.Node != s.c.id.Name {
+		if isForwarded(ctx) {
+			return status.Errorf(codes.Unavailable, "image for node %s reached %s", first.Node, s.c.id.Name)
+		}
+		nobj, err := s.Get(ctx, &api.GetRequest{Kind: "Node", Name: first.Node})
+		if err != nil {
+			return err
+		}
+		addr := nobj.GetNode().GetStatus().GetApiEndpoint()
+		cl, err := s.c.peers.client(addr)
+		if err != nil {
+			return err
+		}
+		up, err := cl.LoadImage(metadata.AppendToOutgoingContext(ctx, forwardedKey, s.c.id.Name))
+		if err != nil {
+			return err
+		}
+		for chunk := first; ; {
+			if err := up.Send(chunk); err != nil {
+				break // the node's answer says why
+			}
+			if chunk, err = stream.Recv(); err == io.EOF {
+				break
+			} else if err != nil {
+				return err
+			}
+		}
+		resp, err := up.CloseAndRecv()
+		if err != nil {
+			return err
+		}
+		return stream.SendAndClose(resp)
+	}
+	pio := s.c.getPodIO()
+	if pio == nil {
+		return status.Error(codes.Unavailable, "this node runs no pods (agent started with --run-pods=false?)")
+	}
+	names, err := pio.ImportImages(ctx, &imageReader{stream: stream, buf: first.Data})
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "import image archive on %s: %v", s.c.id.Name, err)
+	}
+	return stream.SendAndClose(&api.LoadImageResponse{Node: s.c.id.Name, Images: names})
 }

@@ -128,6 +128,25 @@ func readFile(t testing.TB, path string) string {
 	return string(b)
 }
 
+// readLog reads a container's log file once it holds every piece of want:
+// the shim copies output to the file on its own, and may finish after the
+// exit event. It gives up after a deadline and returns what it last read.
+func readLog(t testing.TB, path string, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := readFile(t, path)
+		complete := true
+		for _, w := range want {
+			complete = complete && strings.Contains(got, w)
+		}
+		if complete || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // spec is a container spec for the test image logging to a new file.
 func spec(t testing.TB, args ...string) runtime.ContainerSpec {
 	return runtime.ContainerSpec{
@@ -241,7 +260,7 @@ func (h *harness) testImport(t *testing.T) {
 	s.Image = name
 	cid, ev := run(t, h.rt, s)
 	cleanupContainer(t, h.rt, cid)
-	if ev.ExitCode != 0 || readFile(t, s.LogPath) != "imported\n" {
+	if ev.ExitCode != 0 || readLog(t, s.LogPath, "imported\n") != "imported\n" {
 		t.Fatalf("exit %d, log %q", ev.ExitCode, readFile(t, s.LogPath))
 	}
 	st, err := h.rt.Status(ctx, cid)
@@ -264,7 +283,7 @@ func (h *harness) testImport(t *testing.T) {
 	s.Image = dname
 	cid, ev = run(t, h.rt, s)
 	cleanupContainer(t, h.rt, cid)
-	if ev.ExitCode != 0 || readFile(t, s.LogPath) != "from-docker\n" {
+	if ev.ExitCode != 0 || readLog(t, s.LogPath, "from-docker\n") != "from-docker\n" {
 		t.Fatalf("docker archive image: exit %d, log %q", ev.ExitCode, readFile(t, s.LogPath))
 	}
 }
@@ -307,7 +326,7 @@ func (h *harness) testPullPolicies(t *testing.T, reg string) {
 	s.Image = ref
 	cid, ev := run(t, h.rt, s)
 	cleanupContainer(t, h.rt, cid)
-	if got := readFile(t, s.LogPath); ev.ExitCode != 0 || got != "two\n" {
+	if got := readLog(t, s.LogPath, "two\n"); ev.ExitCode != 0 || got != "two\n" {
 		t.Fatalf("exit %d, log %q", ev.ExitCode, got)
 	}
 }
@@ -378,7 +397,7 @@ func (h *harness) testPullMirrorAndAuth(t *testing.T) {
 	s.Image = "mirrored:v1"
 	cid, ev := run(t, viaMirror, s)
 	cleanupContainer(t, viaMirror, cid)
-	if got := readFile(t, s.LogPath); ev.ExitCode != 0 || got != "mirrored\n" {
+	if got := readLog(t, s.LogPath, "mirrored\n"); ev.ExitCode != 0 || got != "mirrored\n" {
 		t.Fatalf("exit %d, log %q", ev.ExitCode, got)
 	}
 }
@@ -411,7 +430,7 @@ func (h *harness) testCommandArgs(t *testing.T) {
 			s.Args = tc.args
 			id, ev := run(t, h.rt, s)
 			cleanupContainer(t, h.rt, id)
-			if got := readFile(t, s.LogPath); ev.ExitCode != 0 || got != tc.want {
+			if got := readLog(t, s.LogPath, tc.want); ev.ExitCode != 0 || got != tc.want {
 				t.Fatalf("exit %d, log %q, want %q", ev.ExitCode, got, tc.want)
 			}
 		})
@@ -425,8 +444,9 @@ func (h *harness) testEnvWorkingDirLog(t *testing.T) {
 	s.WorkingDir = "/tmp"
 	id, ev := run(t, h.rt, s)
 	cleanupContainer(t, h.rt, id)
-	got := readFile(t, s.LogPath)
-	for _, w := range []string{"hello shoal\n", "/tmp\n", "to-stderr\n", "path-kept\n"} {
+	wants := []string{"hello shoal\n", "/tmp\n", "to-stderr\n", "path-kept\n"}
+	got := readLog(t, s.LogPath, wants...)
+	for _, w := range wants {
 		if !strings.Contains(got, w) {
 			t.Errorf("log %q lacks %q", got, w)
 		}
@@ -490,7 +510,7 @@ func (h *harness) testResources(t *testing.T) {
 	s.MemoryBytes = 64 << 20
 	id, ev := run(t, h.rt, s)
 	cleanupContainer(t, h.rt, id)
-	got := readFile(t, s.LogPath)
+	got := readLog(t, s.LogPath, "25000", fmt.Sprint(64<<20))
 	if ev.ExitCode != 0 || !strings.Contains(got, "25000") || !strings.Contains(got, fmt.Sprint(64<<20)) {
 		t.Fatalf("exit %d, cgroup limits seen inside: %q, want quota 25000 and memory %d", ev.ExitCode, got, 64<<20)
 	}
@@ -731,8 +751,9 @@ func (h *harness) testMounts(t *testing.T) {
 	s.ResolvConfPath = resolv
 	id, ev := run(t, h.rt, s)
 	cleanupContainer(t, h.rt, id)
-	got := readFile(t, s.LogPath)
-	for _, w := range []string{"from-the-host\n", "web-0\n", "nameserver 10.96.0.10\n"} {
+	wants := []string{"from-the-host\n", "web-0\n", "nameserver 10.96.0.10\n"}
+	got := readLog(t, s.LogPath, wants...)
+	for _, w := range wants {
 		if !strings.Contains(got, w) {
 			t.Errorf("log %q lacks %q", got, w)
 		}
@@ -784,7 +805,7 @@ func (h *harness) testSharedNetNS(t *testing.T) {
 	cid := mustCreateStart(t, h.rt, client)
 	cleanupContainer(t, h.rt, cid)
 	ev := waitExit(t, h.rt, ch, cid, 30*time.Second)
-	if got := readFile(t, client.LogPath); ev.ExitCode != 0 || !strings.Contains(got, "hello-from-the-pod") {
+	if got := readLog(t, client.LogPath, "hello-from-the-pod"); ev.ExitCode != 0 || !strings.Contains(got, "hello-from-the-pod") {
 		t.Fatalf("client exit %d, log %q; server log %q", ev.ExitCode, got, readFile(t, server.LogPath))
 	}
 	// The host's loopback is another namespace: nothing listens there.

@@ -124,6 +124,7 @@ func newRootCommand() *cobra.Command {
 		newVersionCommand(g),
 		newLogsCommand(g),
 		newExecCommand(g),
+		newImageCommand(g),
 	)
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
