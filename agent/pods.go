@@ -35,6 +35,7 @@ type podManager struct {
 	log     *slog.Logger
 
 	mu       sync.Mutex
+	synced   bool                      // desired holds a full list: until then, nothing is stopped
 	desired  map[string]*api.Pod       // by UID
 	busy     map[string]bool           // pods whose worker runs
 	status   map[string]*api.Pod       // to report: pod (name, namespace) with its new status
@@ -149,6 +150,7 @@ func (m *podManager) watchPods(ctx context.Context) {
 			}
 			m.mu.Lock()
 			m.desired = pods
+			m.synced = true
 			m.mu.Unlock()
 			m.kick()
 			w, err := m.api.Watch(ctx, &api.WatchRequest{Kind: "Pod", NodeName: m.node, ResourceVersion: list.ResourceVersion})
@@ -185,6 +187,14 @@ func (m *podManager) watchPods(ctx context.Context) {
 // reconcile starts a worker for every pod, desired or found running, that
 // has none.
 func (m *podManager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
+	m.mu.Lock()
+	synced := m.synced
+	m.mu.Unlock()
+	if !synced {
+		// Without the list of pods bound here, every running container
+		// would look unwanted: wait for it.
+		return
+	}
 	all, err := m.rt.List(ctx, nil)
 	if err != nil {
 		m.log.Warn("list containers", "err", err)
