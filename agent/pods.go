@@ -112,9 +112,18 @@ func (m *podManager) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	resync := true
+	announced := false
 	for {
 		if resync {
 			m.reconcile(ctx, &wg)
+		}
+		if !announced && m.idleAfter(2) {
+			// Everything found at start is adopted or acted on.
+			announced = true
+			m.mu.Lock()
+			n := len(m.desired)
+			m.mu.Unlock()
+			m.log.Info("pods in sync", "pods", n)
 		}
 		resync = true
 		select {
@@ -456,21 +465,37 @@ func (m *podManager) flushStatus(ctx context.Context) {
 
 // cleanPod stops and removes what is left of a pod no longer bound here.
 func (m *podManager) cleanPod(ctx context.Context, uid string, containers []runtime.ContainerStatus) {
+	// All containers at once: a pod takes one grace period to stop, not
+	// one per container.
+	errs := make(chan error, len(containers))
 	for _, c := range containers {
-		if c.State == runtime.StateRunning {
-			grace := 30 * time.Second
-			if s, err := strconv.Atoi(c.Labels[LabelGrace]); err == nil {
-				grace = time.Duration(s) * time.Second
+		go func() {
+			if c.State == runtime.StateRunning {
+				grace := 30 * time.Second
+				if s, err := strconv.Atoi(c.Labels[LabelGrace]); err == nil {
+					grace = time.Duration(s) * time.Second
+				}
+				if err := m.rt.Stop(ctx, c.ID, grace); err != nil && !runtime.IsNotFound(err) {
+					errs <- fmt.Errorf("stop container %s: %w", c.ID, err)
+					return
+				}
 			}
-			if err := m.rt.Stop(ctx, c.ID, grace); err != nil && !runtime.IsNotFound(err) {
-				m.log.Warn("stop container", "id", c.ID, "err", err)
+			if err := m.rt.Remove(ctx, c.ID); err != nil && !runtime.IsNotFound(err) {
+				errs <- fmt.Errorf("remove container %s: %w", c.ID, err)
 				return
 			}
+			errs <- nil
+		}()
+	}
+	failed := false
+	for range containers {
+		if err := <-errs; err != nil {
+			m.log.Warn("clean up pod", "pod", uid, "err", err)
+			failed = true
 		}
-		if err := m.rt.Remove(ctx, c.ID); err != nil && !runtime.IsNotFound(err) {
-			m.log.Warn("remove container", "id", c.ID, "err", err)
-			return
-		}
+	}
+	if failed {
+		return // again on the next round
 	}
 	if err := m.net.Teardown(ctx, podnet.PodRef{UID: uid}); err != nil {
 		m.log.Warn("pod network teardown", "pod", uid, "err", err)

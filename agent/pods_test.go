@@ -30,7 +30,7 @@ type hostNS struct {
 	ns netns.NsHandle
 }
 
-func newHostNS(t *testing.T) *hostNS {
+func newHostNS(t testing.TB) *hostNS {
 	t.Helper()
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
@@ -72,7 +72,7 @@ func (h *hostNS) do(f func() error) error {
 	return f()
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	last := ""
@@ -90,7 +90,7 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() (bo
 // podEnv is one node of a real cluster with a pod manager on a private
 // containerd, a pod network in a throwaway namespace, and a registry.
 type podEnv struct {
-	t        *testing.T
+	t        testing.TB
 	c        *cluster.Cluster
 	client   api.ShoalClient
 	rtAddr   string
@@ -105,7 +105,7 @@ type podEnv struct {
 	m        *podManager
 }
 
-func newPodEnv(t *testing.T) *podEnv {
+func newPodEnv(t testing.TB) *podEnv {
 	t.Helper()
 	runtimetest.Require(t)
 	e := &podEnv{t: t, dataDir: t.TempDir()}
