@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN := bin/shoal
 
-.PHONY: all build test unit e2e lint deps demo demo-down bench bench-store proto clean
+.PHONY: all build test unit e2e lint deps demo demo-down bench bench-store bench-pods proto clean
 
 all: build
 
@@ -38,7 +38,7 @@ demo: deps build
 demo-down:
 	@bash hack/demo.sh down
 
-bench: bench-store
+bench: bench-store bench-pods
 
 # Writes/s and p50/p99 of small object writes through the API of a 3-node
 # loopback cluster against etcd 3.4 (one member and three), same run, fsync
@@ -49,6 +49,20 @@ bench: bench-store
 BENCH_STORE_FLAGS ?=
 bench-store: build
 	$(GO) run ./e2e/bench/storebench -shoal $(CURDIR)/$(BIN) $(BENCH_STORE_FLAGS)
+
+# Pods on one node of an in-process cluster with a private containerd, pod
+# network and registry (as root, with the packages of `make deps`): apply →
+# Running+Ready of one pod, p50/p99 over 30 runs, interleaved with `ctr run
+# --rm` of the same image against the same containerd, with the ratio and
+# where the time goes; then 30 pods in one Apply until all are Ready, 3
+# rounds. Prints markdown tables: a figure, never a test. About 1 minute.
+# It uses the API address of the agent package's tests (127.0.10.1:7443):
+# not while those run.
+#   make bench-pods BENCH_PODS_FLAGS="-bench-pods-runs 50 -bench-pods-out $PWD/pods.md"
+#   make bench-pods BENCH_PODS_FLAGS="-bench-pods-burst 50 -bench-pods-rounds 5"
+BENCH_PODS_FLAGS ?=
+bench-pods:
+	$(GO) test ./agent -run '^$$' -bench 'BenchmarkPods' -benchtime 1x -count 1 -timeout 15m -args $(BENCH_PODS_FLAGS)
 
 proto:
 	cd api && protoc -I. -I/usr/include --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative shoal.proto

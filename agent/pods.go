@@ -42,7 +42,8 @@ type podManager struct {
 	reported map[string]*api.PodStatus // last status written, by UID
 	pulls    map[string]*pullState     // by UID/container
 	trigger  chan struct{}
-	rounds   int // reconcile rounds done, for tests and metrics
+	flushReq chan struct{} // a status is queued
+	rounds   int           // reconcile rounds done, for tests and metrics
 
 	ctx     context.Context          // the manager's, for probe workers
 	probers map[string]*proberHandle // by UID/container
@@ -81,6 +82,7 @@ func newPodManager(node, hostIP, dataDir string, rt runtime.Runtime, net podnet.
 		reported: map[string]*api.PodStatus{},
 		pulls:    map[string]*pullState{},
 		trigger:  make(chan struct{}, 1),
+		flushReq: make(chan struct{}, 1),
 		probers:  map[string]*proberHandle{},
 		ready:    map[string]bool{},
 		http:     newProbeHTTPClient(),
@@ -107,16 +109,16 @@ func (m *podManager) run(ctx context.Context) error {
 	go m.watchPods(ctx)
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
-	flush := time.NewTicker(200 * time.Millisecond)
-	defer flush.Stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	resync := true
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.flushLoop(ctx)
+	}()
 	announced := false
 	for {
-		if resync {
-			m.reconcile(ctx, &wg)
-		}
+		m.reconcile(ctx, &wg)
 		if !announced && m.idleAfter(2) {
 			// Everything found at start is adopted or acted on.
 			announced = true
@@ -125,15 +127,11 @@ func (m *podManager) run(ctx context.Context) error {
 			m.mu.Unlock()
 			m.log.Info("pods in sync", "pods", n)
 		}
-		resync = true
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-m.trigger:
 		case <-tick.C:
-		case <-flush.C:
-			m.flushStatus(ctx)
-			resync = false
 		case _, ok := <-events:
 			if !ok {
 				return errors.New("runtime events ended")
@@ -416,6 +414,37 @@ func (m *podManager) record(pod *api.Pod, obs podObservation, now time.Time) {
 		return
 	}
 	m.status[uid] = &api.Pod{Metadata: &api.ObjectMeta{Name: pod.GetMetadata().GetName(), Namespace: pod.GetMetadata().GetNamespace()}, Status: st}
+	m.requestFlush()
+}
+
+// statusSpacing is the least time between two status writes of a node:
+// statuses queued meanwhile go out together.
+const statusSpacing = 50 * time.Millisecond
+
+// flushLoop writes queued statuses as soon as there are some and no write
+// is in flight, and no more often than statusSpacing: a lone change is
+// reported at once, a burst in few writes.
+func (m *podManager) flushLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.flushReq:
+		}
+		m.flushStatus(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(statusSpacing):
+		}
+	}
+}
+
+func (m *podManager) requestFlush() {
+	select {
+	case m.flushReq <- struct{}{}:
+	default:
+	}
 }
 
 // flushStatus writes the queued statuses in one call: one raft entry for
@@ -450,6 +479,12 @@ func (m *podManager) flushStatus(ctx context.Context) {
 			}
 		}
 	}
+	retry := false
+	defer func() {
+		if retry {
+			m.requestFlush()
+		}
+	}()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, uid := range uids {
@@ -457,6 +492,7 @@ func (m *podManager) flushStatus(ctx context.Context) {
 			if _, newer := m.status[uid]; !newer {
 				m.status[uid] = objs[i].GetPod() // again on the next flush
 			}
+			retry = true
 			continue
 		}
 		m.reported[uid] = objs[i].GetPod().GetStatus()

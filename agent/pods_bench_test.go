@@ -35,7 +35,22 @@ var (
 	benchPodsRounds = flag.Int("bench-pods-rounds", 3, "BenchmarkPods: rounds of the burst")
 	benchPodsOut    = flag.String("bench-pods-out", "", "BenchmarkPods: also write the tables (markdown) to this file")
 	benchPodsTrace  = flag.String("bench-pods-trace", "", "BenchmarkPods: write every traced call (tab-separated, ms since the first) to this file")
+	benchPodsBudget = flag.Duration("bench-pods-budget", 10*time.Minute, "BenchmarkPods: give up (and clean up) after this long; below go test's -timeout, which would leave things behind")
 )
+
+// benchEnd is when BenchmarkPods gives up.
+var benchEnd time.Time
+
+// within bounds a wait by the benchmark's budget.
+func within(d time.Duration) time.Duration {
+	return max(0, min(d, time.Until(benchEnd)))
+}
+
+func checkBudget(b *testing.B) {
+	if time.Now().After(benchEnd) {
+		b.Fatalf("over the budget of %v (-bench-pods-budget)", *benchPodsBudget)
+	}
+}
 
 // Bounds: nothing waits longer than this.
 const (
@@ -62,6 +77,7 @@ func BenchmarkPods(b *testing.B) {
 	if *benchPodsRuns < 20 {
 		b.Fatalf("-bench-pods-runs %d: at least 20", *benchPodsRuns)
 	}
+	benchEnd = time.Now().Add(*benchPodsBudget)
 	ctrPath, err := exec.LookPath("ctr")
 	if err != nil {
 		b.Fatalf("ctr is not installed (it comes with Debian's containerd package): %v", err)
@@ -76,8 +92,12 @@ func BenchmarkPods(b *testing.B) {
 	rep.printf("%s, %d CPUs, containerd %s, load average at start %s; one node, pod manager, pod network (CNI bridge) and registry in one process, private containerd.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), goruntime.NumCPU(), ver, loadAvg())
 
-	b.Run("one-pod", func(b *testing.B) { benchOnePod(b, e, tr, w, ctrPath, rep) })
-	b.Run(fmt.Sprintf("burst-%d", *benchPodsBurst), func(b *testing.B) { benchBurst(b, e, tr, w, rep) })
+	if !b.Run("one-pod", func(b *testing.B) { benchOnePod(b, e, tr, w, ctrPath, rep) }) {
+		rep.printf("### One pod: failed (see above)\n\n")
+	}
+	if !b.Run(fmt.Sprintf("burst-%d", *benchPodsBurst), func(b *testing.B) { benchBurst(b, e, tr, w, rep) }) {
+		rep.printf("### %d pods at once: failed (see above)\n\n", *benchPodsBurst)
+	}
 
 	rep.printf("load average at end %s\n", loadAvg())
 	if *benchPodsTrace != "" {
@@ -116,7 +136,7 @@ func benchOnePod(b *testing.B, e *podEnv, tr *tracer, w *userWatch, ctrPath stri
 	if _, err := runPodOnce(b, e, w, "warm-up"); err != nil {
 		b.Fatal(err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	cctx, cancel := context.WithTimeout(ctx, within(2*time.Minute))
 	defer cancel()
 	if out, err := exec.CommandContext(cctx, ctrPath, "-a", e.rtAddr, "-n", benchCtrNamespace, "images", "pull", "--plain-http", e.image).CombinedOutput(); err != nil {
 		b.Fatalf("ctr images pull: %v\n%s", err, out)
@@ -130,6 +150,7 @@ func benchOnePod(b *testing.B, e *podEnv, tr *tracer, w *userWatch, ctrPath stri
 	var traces []podTrace
 	cpu0 := snapCPU(filepath.Dir(e.rtAddr))
 	for i := range n {
+		checkBudget(b)
 		pod := func() {
 			name := fmt.Sprintf("one-%02d", i)
 			r, err := runPodOnce(b, e, w, name)
@@ -190,8 +211,6 @@ func benchBurst(b *testing.B, e *podEnv, tr *tracer, w *userWatch, rep *benchRep
 	ctx := context.Background()
 	n, rounds := *benchPodsBurst, *benchPodsRounds
 	var totals, gones []time.Duration
-	rep.printf("### %d pods applied at once → all Running+Ready\n\n", n)
-	rep.printf("One Apply call with %d pods (spec.nodeName set, no scheduler), the same pod as above; time from the call to the watch event of the last pod Running+Ready; then all deleted and gone before the next round. For reference (issue 3, not measured here): Docker Swarm on this machine kind runs 10 replicas in 1.7 s and scales 10 → 50 in 5.5 s; the target is all %d Ready within 2 s.\n\n", n, n)
 	// What else runs on the machine: its CPU while shoal is idle.
 	idle0 := snapCPU(filepath.Dir(e.rtAddr))
 	time.Sleep(2 * time.Second)
@@ -208,6 +227,7 @@ func benchBurst(b *testing.B, e *podEnv, tr *tracer, w *userWatch, rep *benchRep
 	var floorCPU []cpuUse
 	var burstTraces [][]podTrace
 	for r := range rounds {
+		checkBudget(b)
 		names := make([]string, n)
 		objs := make([]*api.Object, n)
 		for i := range n {
@@ -217,14 +237,14 @@ func benchBurst(b *testing.B, e *podEnv, tr *tracer, w *userWatch, rep *benchRep
 		time.Sleep(time.Second) // let the machine settle
 		cpu0 := snapCPU(filepath.Dir(e.rtAddr))
 		t0 := time.Now()
-		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		actx, cancel := context.WithTimeout(ctx, within(30*time.Second))
 		_, err := e.client.Apply(actx, &api.ApplyRequest{Objects: objs})
 		cancel()
 		applied := time.Since(t0)
 		if err != nil {
 			b.Fatalf("apply %d pods: %v", n, err)
 		}
-		if err := w.wait(benchReadyTimeout, func(seen map[string]*seenPod) bool {
+		if err := w.wait(within(benchReadyTimeout), func(seen map[string]*seenPod) bool {
 			for _, name := range names {
 				if s := seen[name]; s == nil || s.ready.IsZero() {
 					return false
@@ -232,7 +252,7 @@ func benchBurst(b *testing.B, e *podEnv, tr *tracer, w *userWatch, rep *benchRep
 			}
 			return true
 		}); err != nil {
-			b.Fatalf("round %d: not all %d pods Running+Ready within %v: %s", r, n, benchReadyTimeout, w.summary(names))
+			b.Fatalf("round %d: not all %d pods Running+Ready: %v; not ready: %s", r, n, err, w.summary(names))
 		}
 		cpuUses = append(cpuUses, cpuBetween(cpu0, snapCPU(filepath.Dir(e.rtAddr))))
 		var readies []time.Duration
@@ -275,7 +295,7 @@ func benchBurst(b *testing.B, e *podEnv, tr *tracer, w *userWatch, rep *benchRep
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				dctx, cancel := context.WithTimeout(ctx, within(30*time.Second))
 				defer cancel()
 				if _, err := e.client.Delete(dctx, &api.DeleteRequest{Kind: "Pod", Name: name}); err != nil {
 					errs <- fmt.Errorf("delete %s: %w", name, err)
@@ -288,7 +308,7 @@ func benchBurst(b *testing.B, e *podEnv, tr *tracer, w *userWatch, rep *benchRep
 			b.Fatal(err)
 		}
 		for _, name := range names {
-			if err := waitGone(e, w, name, uids[name], d0.Add(benchGoneTimeout)); err != nil {
+			if err := waitGone(e, w, name, uids[name], d0.Add(within(benchGoneTimeout))); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -302,13 +322,19 @@ func benchBurst(b *testing.B, e *podEnv, tr *tracer, w *userWatch, rep *benchRep
 		rows = append(rows, fmt.Sprintf("| %d | %s | %s | %s | **%s** | %s | %s | %.2f× |\n", r+1, ms(applied), ms(slices.Min(readies)), ms(pct(readies, 50)), ms(total), ms(gone), ms(fl), ratio(total, fl)))
 	}
 	med := pct(totals, 50)
+	rep.printf("### %d pods applied at once → all Running+Ready\n\n", n)
+	rep.printf("One Apply call with %d pods (spec.nodeName set, no scheduler), the same pod as above; time from the call to the watch event of the last pod Running+Ready; then all deleted and gone before the next round. For reference (issue 3, not measured here): Docker Swarm on this machine kind runs 10 replicas in 1.7 s and scales 10 → 50 in 5.5 s; the target is all %d Ready within 2 s.\n\n", n, n)
 	rep.printf("Beside each round, the floor: the same %d containers through the runtime alone (Create then Start, %d at once, host network, no pod network, no API), in a containerd namespace of their own, until every Start returned.\n\n", n, n)
 	rep.printf("| round | Apply call | first pod Ready | median pod Ready | **all Ready** | all gone after the deletes | runtime alone: all started | ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, row := range rows {
 		rep.printf("%s", row)
 	}
 	rep.printf("| **median** | | | | **%s** | %s | %s | %.2f× |\n\n", ms(med), ms(pct(gones, 50)), ms(pct(floors, 50)), ratio(med, pct(floors, 50)))
-	rep.printf("Target ≤ 2 s: the median is **%.2f×** the target (%.1f pods/s).\n\n", float64(med)/float64(2*time.Second), float64(n)/med.Seconds())
+	if n == 30 {
+		rep.printf("Target ≤ 2 s: the median is **%.2f×** the target (%.1f pods/s).\n\n", float64(med)/float64(2*time.Second), float64(n)/med.Seconds())
+	} else {
+		rep.printf("%.1f pods/s (the 2 s target is for 30 pods).\n\n", float64(n)/med.Seconds())
+	}
 	rep.printf("CPU from the Apply call to the last pod Ready, in CPU-seconds (the machine has %d CPUs; for 2 s before the rounds, with no pod, the machine was %.0f%% busy, %.0f%% outside shoal and containerd):\n\n", goruntime.NumCPU(), idle.util(), 100*float64(idle.rest())/float64(max(1, idle.machine)))
 	rep.printf("| run | wall | machine busy | shoal's process | CNI plugins (exited children) | containerd | shims | runc (reaped by shims) | rest (kernel workers, other load) | per pod (all but rest) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	row := func(name string, u cpuUse) {
@@ -358,7 +384,7 @@ func newRuntimeFloor(b *testing.B, e *podEnv) *runtimeFloor {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { rt.Close() })
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, within(2*time.Minute))
 	defer cancel()
 	if _, err := rt.PullImage(pctx, e.image, runtime.PullIfNotPresent); err != nil {
 		b.Fatal(err)
@@ -370,7 +396,7 @@ func newRuntimeFloor(b *testing.B, e *podEnv) *runtimeFloor {
 // pod manager has, and returns the time until the last Start returned;
 // then removes them all.
 func (f *runtimeFloor) round(b *testing.B, n, r int, marker string) (time.Duration, cpuUse) {
-	ctx, cancel := context.WithTimeout(context.Background(), benchReadyTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), within(benchReadyTimeout))
 	defer cancel()
 	ids := make([]string, n)
 	errs := make([]error, n)
@@ -441,18 +467,18 @@ func runPodOnce(b *testing.B, e *podEnv, w *userWatch, name string) (podRun, err
 	ctx := context.Background()
 	var r podRun
 	r.t0 = time.Now()
-	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	actx, cancel := context.WithTimeout(ctx, within(30*time.Second))
 	_, err := e.client.Apply(actx, &api.ApplyRequest{Objects: []*api.Object{api.Wrap(benchPod(name, e.image))}})
 	r.applied = time.Now()
 	cancel()
 	if err != nil {
 		return r, fmt.Errorf("apply %s: %w", name, err)
 	}
-	if err := w.wait(benchReadyTimeout, func(seen map[string]*seenPod) bool {
+	if err := w.wait(within(benchReadyTimeout), func(seen map[string]*seenPod) bool {
 		s := seen[name]
 		return s != nil && !s.ready.IsZero()
 	}); err != nil {
-		return r, fmt.Errorf("%s not Running+Ready within %v: %s; last seen %s", name, benchReadyTimeout, err, describe(e.pod(name)))
+		return r, fmt.Errorf("%s not Running+Ready: %v; last seen %s", name, err, describe(e.pod(name)))
 	}
 	w.mu.Lock()
 	s := w.pods[name]
@@ -462,13 +488,13 @@ func runPodOnce(b *testing.B, e *podEnv, w *userWatch, name string) (podRun, err
 		return r, fmt.Errorf("%s: the watch showed it Ready, a Get shows %s", name, describe(p))
 	}
 	d0 := time.Now()
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	dctx, cancel := context.WithTimeout(ctx, within(30*time.Second))
 	_, err = e.client.Delete(dctx, &api.DeleteRequest{Kind: "Pod", Name: name})
 	cancel()
 	if err != nil {
 		return r, fmt.Errorf("delete %s: %w", name, err)
 	}
-	if err := waitGone(e, w, name, r.uid, d0.Add(benchGoneTimeout)); err != nil {
+	if err := waitGone(e, w, name, r.uid, d0.Add(within(benchGoneTimeout))); err != nil {
 		return r, err
 	}
 	r.gone = time.Since(d0)
@@ -537,7 +563,7 @@ func podReady(p *api.Pod) bool {
 }
 
 func ctrRun(ctrPath, addr, image, id string) (time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), benchCtrTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), within(benchCtrTimeout))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, ctrPath, "-a", addr, "-n", benchCtrNamespace, "run", "--rm", "--net-host", image, id, "true")
 	start := time.Now()
@@ -1087,7 +1113,7 @@ func burstTable(traces []podTrace, tr *tracer) string {
 			n, _ := strconv.Atoi(ev.detail)
 			objs += n
 		}
-		fmt.Fprintf(&sb, "\nThe pod manager until the last pod was Ready: %d reconcile rounds (their container lists %s in all, network lists %s), %d status writes carrying %d pod statuses (%s in the calls).\n",
+		fmt.Fprintf(&sb, "\nThe pod manager until the last pod was Ready: %d reconcile rounds (their container lists %s in all, network lists %s), status writes: %d, carrying %d pod statuses (%s in the calls).\n",
 			rounds, ms(roundsBusy), ms(netBusy), writes, objs, ms(writesBusy))
 	}
 	return sb.String()
