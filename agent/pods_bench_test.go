@@ -944,7 +944,7 @@ var podMilestones = []struct{ name, step, done string }{
 	{"created", "runtime Create (snapshot, OCI spec, container record)", "container created"},
 	{"started", "runtime Start (task: shim, runc create + start, start-time label)", "container started"},
 	{"observed", "re-list the pod's containers (runtime List)", "status computed"},
-	{"flush", "wait for the next status flush (200 ms ticker)", "status write begins"},
+	{"flush", "wait for the status flush (at once, at most one write per 50 ms)", "status write begins"},
 	{"seen", "status write (raft commit) → the user's watch shows Running+Ready", "user sees Running+Ready"},
 }
 
