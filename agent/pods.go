@@ -38,6 +38,7 @@ type podManager struct {
 	synced   bool                      // desired holds a full list: until then, nothing is stopped
 	desired  map[string]*api.Pod       // by UID
 	busy     map[string]bool           // pods whose worker runs
+	doneAt   map[string]time.Time      // when each pod's last worker finished
 	status   map[string]*api.Pod       // to report: pod (name, namespace) with its new status
 	reported map[string]*api.PodStatus // last status written, by UID
 	pulls    map[string]*pullState     // by UID/container
@@ -78,6 +79,7 @@ func newPodManager(node, hostIP, dataDir string, rt runtime.Runtime, net podnet.
 		node: node, hostIP: hostIP, dataDir: dataDir, rt: rt, net: net, api: client, log: log,
 		desired:  map[string]*api.Pod{},
 		busy:     map[string]bool{},
+		doneAt:   map[string]time.Time{},
 		status:   map[string]*api.Pod{},
 		reported: map[string]*api.PodStatus{},
 		pulls:    map[string]*pullState{},
@@ -118,15 +120,17 @@ func (m *podManager) run(ctx context.Context) error {
 	}()
 	announced := false
 	for {
-		m.reconcile(ctx, &wg)
+		// Before this round's workers start: idle now means the workers of
+		// two full rounds have finished, so everything found at start is
+		// adopted or acted on.
 		if !announced && m.idleAfter(2) {
-			// Everything found at start is adopted or acted on.
 			announced = true
 			m.mu.Lock()
 			n := len(m.desired)
 			m.mu.Unlock()
 			m.log.Info("pods in sync", "pods", n)
 		}
+		m.reconcile(ctx, &wg)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -202,6 +206,7 @@ func (m *podManager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
 		// would look unwanted: wait for it.
 		return
 	}
+	listedAt := time.Now()
 	all, err := m.rt.List(ctx, nil)
 	if err != nil {
 		m.log.Warn("list containers", "err", err)
@@ -223,6 +228,12 @@ func (m *podManager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
 		if m.busy[uid] {
 			return
 		}
+		if m.doneAt[uid].After(listedAt) {
+			// Its last worker acted after the list was taken: the list
+			// does not show what it did. Next round.
+			m.kick()
+			return
+		}
 		m.busy[uid] = true
 		wg.Add(1)
 		go func() {
@@ -230,6 +241,7 @@ func (m *podManager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
 			defer func() {
 				m.mu.Lock()
 				delete(m.busy, uid)
+				m.doneAt[uid] = time.Now()
 				m.mu.Unlock()
 			}()
 			if pod != nil {
@@ -255,6 +267,11 @@ func (m *podManager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
 	for uid := range m.reported {
 		if _, ok := m.desired[uid]; !ok {
 			delete(m.reported, uid)
+		}
+	}
+	for uid := range m.doneAt {
+		if _, ok := m.desired[uid]; !ok && len(byPod[uid]) == 0 && !m.busy[uid] {
+			delete(m.doneAt, uid)
 		}
 	}
 	m.rounds++
