@@ -482,7 +482,7 @@ func TestHTTPParseSelector(t *testing.T) {
 		{"env within (a)", false, true},
 		{"a b=c", false, true},
 	} {
-		m, err := httpParseSelector(tc.sel)
+		m, err := parseSelector(tc.sel)
 		if tc.bad {
 			if err == nil {
 				t.Errorf("%q: no error", tc.sel)
