@@ -449,6 +449,9 @@ func TestHTTPWatchClientGone(t *testing.T) {
 		close(done)
 	}()
 	f.events <- &WatchEvent{Type: "ADDED", Object: Wrap(&Node{Metadata: &ObjectMeta{Name: "n1"}}), ResourceVersion: "1"}
+	// The fake takes the next event only once Send of the first returned:
+	// then the first is written, and the client may go.
+	f.events <- &WatchEvent{Type: "ADDED", Object: Wrap(&Node{Metadata: &ObjectMeta{Name: "n2"}}), ResourceVersion: "2"}
 	cancel()
 	<-done
 	if !rec.Flushed || !strings.Contains(rec.Body.String(), `"kind":"Node"`) || strings.Contains(rec.Body.String(), "ERROR") {
