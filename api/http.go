@@ -452,7 +452,7 @@ func (h *httpAPI) version(w http.ResponseWriter, r *http.Request) {
 // has begun is sent as an event of type ERROR whose object is the Status.
 func (h *httpAPI) watch(w http.ResponseWriter, r *http.Request, k KindInfo, ns string) {
 	q := r.URL.Query()
-	match, err := parseSelector(q.Get("labelSelector"))
+	match, err := ParseSelector(q.Get("labelSelector"))
 	if err != nil {
 		httpWriteError(w, r, httpBadRequest("labelSelector: %v", err))
 		return

@@ -485,7 +485,7 @@ func TestHTTPParseSelector(t *testing.T) {
 		{"env within (a)", false, true},
 		{"a b=c", false, true},
 	} {
-		m, err := parseSelector(tc.sel)
+		m, err := ParseSelector(tc.sel)
 		if tc.bad {
 			if err == nil {
 				t.Errorf("%q: no error", tc.sel)

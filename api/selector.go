@@ -6,17 +6,10 @@ import (
 	"strings"
 )
 
-// ParseSelector parses a label selector as kubectl writes it (app=web,
-// tier!=db, env in (a,b), !canary) into a matcher of label sets.
+// ParseSelector parses a label selector as kubectl writes it
+// (app=web,tier!=db,env in (a,b),!canary,track) into a predicate over label
+// sets. The empty selector matches everything.
 func ParseSelector(sel string) (func(map[string]string) bool, error) {
-	return parseSelector(sel)
-}
-
-// parseSelector parses a label selector as kubectl writes it
-// (app=web,tier!=db,env in (a,b),!canary,track) into a predicate. It filters
-// watch events; lists are filtered by the server. The empty selector
-// matches everything.
-func parseSelector(sel string) (func(map[string]string) bool, error) {
 	if strings.TrimSpace(sel) == "" {
 		return nil, nil
 	}

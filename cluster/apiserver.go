@@ -12,19 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
 	"github.com/shoalproj/shoal/api"
 )
-
-func newUID() string { return uuid.NewString() }
-
-func raftServerID(id string) raft.ServerID { return raft.ServerID(id) }
-
-func splitHostPort(addr string) (string, string, error) { return net.SplitHostPort(addr) }
 
 // listenAPI binds the API port early, so that a port in use fails the
 // start and clients can connect as soon as Start returns.

@@ -2,6 +2,10 @@ package cluster
 
 import (
 	"context"
+	"net"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/raft"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -20,7 +24,7 @@ func nodeStatusFor(cur *api.NodeStatus, m Member, role string, now time.Time) *a
 	if cur != nil {
 		next = proto.Clone(cur).(*api.NodeStatus)
 	}
-	host, _, _ := splitHostPort(m.Meta.API)
+	host, _, _ := net.SplitHostPort(m.Meta.API)
 	next.Addresses = []*api.NodeAddress{{Type: "InternalIP", Address: host}, {Type: "Hostname", Address: m.Meta.Name}}
 	next.NodeId = m.ID
 	next.ApiEndpoint = m.Meta.API
@@ -125,7 +129,7 @@ func (c *Cluster) reconcileNodes(ctx context.Context) {
 		var op *storepb.Op
 		switch {
 		case cur == nil:
-			op = &storepb.Op{Type: storepb.Op_PUT, CreateOnly: true, NewUid: newUID(),
+			op = &storepb.Op{Type: storepb.Op_PUT, CreateOnly: true, NewUid: uuid.NewString(),
 				Object: api.Wrap(&api.Node{Metadata: &api.ObjectMeta{Name: name}, Spec: &api.NodeSpec{PodCidr: lease(name)}, Status: want})}
 		case cur.GetSpec().GetPodCidr() == "":
 			// A node from before subnets were leased, or whose lease failed.
@@ -181,7 +185,7 @@ func (c *Cluster) removeNode(ctx context.Context, name string) error {
 		}
 		for _, s := range servers {
 			if s.ID == id {
-				if err := c.raft.raft.RemoveServer(raftServerID(id), 0, 10*time.Second).Error(); err != nil {
+				if err := c.raft.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error(); err != nil {
 					return status.Errorf(codes.Unavailable, "remove %s from raft: %v", name, err)
 				}
 			}

@@ -1,15 +1,14 @@
 package lab
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shoalproj/shoal/agent/runtime/runtimetest"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -116,12 +115,12 @@ func teardown(r *record, logf func(string, ...any)) []error {
 		}
 	}
 	if r.Dir != "" {
-		for _, m := range mountsUnder(r.Dir) {
+		for _, m := range runtimetest.Mounts(r.Dir) {
 			if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
 				errs = append(errs, fmt.Errorf("lab: unmount %s: %w", m, err))
 			}
 		}
-		if left := mountsUnder(r.Dir); len(left) > 0 {
+		if left := runtimetest.Mounts(r.Dir); len(left) > 0 {
 			errs = append(errs, fmt.Errorf("lab: still mounted under %s: %v", r.Dir, left))
 		} else if err := os.RemoveAll(r.Dir); err != nil {
 			errs = append(errs, err)
@@ -159,7 +158,7 @@ func leftovers(r *record) []error {
 				errs = append(errs, fmt.Errorf("lab: left behind: process %s: %s", filepath.Base(filepath.Dir(p)), bytes.ReplaceAll(b, []byte{0}, []byte{' '})))
 			}
 		}
-		if m := mountsUnder(r.Dir); len(m) > 0 {
+		if m := runtimetest.Mounts(r.Dir); len(m) > 0 {
 			errs = append(errs, fmt.Errorf("lab: left behind: mounts %v", m))
 		}
 	}
@@ -400,47 +399,4 @@ func killInNetNS(inos []uint64, logf func(string, ...any)) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// mountsUnder lists the mount points under dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescape(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
-// unescape undoes mountinfo's octal escapes.
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
