@@ -41,6 +41,9 @@ type membership struct {
 	mu      sync.Mutex
 	members map[string]*Member
 	changed chan struct{} // signalled (never blocks) on every change
+
+	stop     chan struct{} // closed by shutdown: ends reconnectLoop
+	loopDone chan struct{}
 }
 
 type membershipConfig struct {
@@ -79,12 +82,74 @@ func startMembership(cfg membershipConfig, log *slog.Logger) (*membership, error
 	c.ProbeTimeout = 250 * time.Millisecond
 	c.SuspicionMult = 3
 	c.GossipInterval = 100 * time.Millisecond
+	// A push-pull or fallback probe to a node that does not answer gives
+	// up after this; also bounds each reconnect attempt.
+	c.TCPTimeout = 3 * time.Second
 	ml, err := memberlist.Create(c)
 	if err != nil {
 		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
 	m.ml = ml
+	m.stop = make(chan struct{})
+	m.loopDone = make(chan struct{})
+	go m.reconnectLoop()
 	return m, nil
+}
+
+// Reconnect back-off: a dead member is contacted again after
+// reconnectMin, doubling up to reconnectMax while it stays away.
+const (
+	reconnectMin = time.Second
+	reconnectMax = 30 * time.Second
+)
+
+// reconnectLoop heals partitions. memberlist stops talking to a member it
+// declared dead, so two sides of a healed partition that each think the
+// other dead would never meet again; like Serf, each node keeps trying
+// to join the dead members it knows, with back-off, until they are alive
+// or removed (node rm forgets them).
+func (m *membership) reconnectLoop() {
+	defer close(m.loopDone)
+	next := map[string]time.Time{}
+	backoff := map[string]time.Duration{}
+	tick := time.NewTicker(reconnectMin / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		for _, mem := range m.Members() {
+			if mem.Alive {
+				delete(next, mem.ID)
+				delete(backoff, mem.ID)
+				continue
+			}
+			if t, ok := next[mem.ID]; ok && now.Before(t) {
+				continue
+			}
+			d := backoff[mem.ID]
+			d = min(max(2*d, reconnectMin), reconnectMax)
+			backoff[mem.ID], next[mem.ID] = d, now.Add(d)
+			if _, err := m.ml.Join([]string{mem.Gossip}); err == nil {
+				m.log.Info("gossip: reconnected to a node seen dead", "node", mem.Meta.Name, "addr", mem.Gossip)
+			}
+			select {
+			case <-m.stop:
+				return
+			default:
+			}
+		}
+		// Forget the back-off of members no longer known.
+		for id := range next {
+			if _, ok := m.Member(id); !ok {
+				delete(next, id)
+				delete(backoff, id)
+			}
+		}
+	}
 }
 
 // join contacts the given gossip addresses; it succeeds when one answers.
@@ -154,7 +219,10 @@ func (m *membership) update(n *memberlist.Node, alive bool) {
 }
 
 func (m *membership) shutdown() error {
-	return m.ml.Shutdown()
+	close(m.stop)
+	err := m.ml.Shutdown()
+	<-m.loopDone
+	return err
 }
 
 type metaDelegate struct{ meta []byte }

@@ -44,18 +44,17 @@ func retryableForward(err error) bool {
 		strings.Contains(msg, "connection refused")
 }
 
-// maxLeaderWait bounds how long a call waits for a leader when the caller
-// set no deadline.
-const maxLeaderWait = 15 * time.Second
+// maxLeaderWait bounds how long a call waits for a leader, also when the
+// caller would wait longer: an election takes a second or two, so a node
+// that finds no leader for this long is cut off from the majority, and its
+// caller is better told so than left waiting.
+const maxLeaderWait = 10 * time.Second
 
 // onLeader runs local when this node leads, or remote against the leader's
 // API (addr) when another does, waiting for a leader to exist.
 func (c *Cluster) onLeader(ctx context.Context, method string, local func(context.Context) error, remote func(ctx context.Context, addr string) error) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, maxLeaderWait)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, maxLeaderWait)
+	defer cancel()
 	var last error
 	for {
 		switch {
@@ -83,7 +82,7 @@ func (c *Cluster) onLeader(ctx context.Context, method string, local func(contex
 			if last == nil {
 				last = errors.New("no leader elected")
 			}
-			return status.Errorf(codes.Unavailable, "no leader reachable: %v", last)
+			return status.Errorf(codes.Unavailable, "no leader reachable from node %s within %v (is it cut off from the majority of voters?): %v", c.id.Name, maxLeaderWait, last)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

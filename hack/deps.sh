@@ -11,6 +11,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
 command -v iptables >/dev/null || need+=(iptables)
 command -v busybox >/dev/null || need+=(busybox-static)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
 fi

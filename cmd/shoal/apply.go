@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,8 +162,10 @@ func objectKey(kind, ns, name string) string { return kind + "/" + ns + "/" + na
 
 // lookupPrior reads what each object is before the apply, to tell created,
 // configured and unchanged apart afterwards (a few reads at a time).
-func lookupPrior(ctx context.Context, c *client.HTTPClient, ms []manifest) map[string]priorState {
+func lookupPrior(ctx context.Context, c *client.HTTPClient, ms []manifest) (map[string]priorState, error) {
 	out := make(map[string]priorState, len(ms))
+	// No leader: the apply would fail the same way, after as long a wait.
+	var unavailable error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -187,11 +190,14 @@ func lookupPrior(ctx context.Context, c *client.HTTPClient, ms []manifest) map[s
 			}
 			mu.Lock()
 			out[key] = p
+			if errors.As(err, &he) && he.Code == http.StatusServiceUnavailable && unavailable == nil {
+				unavailable = err
+			}
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return out
+	return out, unavailable
 }
 
 // applyResult says what an apply did to an object: created, configured or
@@ -259,7 +265,9 @@ func (o *applyOptions) run(cmd *cobra.Command) error {
 
 	var before map[string]priorState
 	if o.output == "" {
-		before = lookupPrior(ctx, c, ms)
+		if before, err = lookupPrior(ctx, c, ms); err != nil {
+			return err
+		}
 	}
 	started := now()
 	items, err := c.Apply(ctx, body, client.ApplyOptions{})

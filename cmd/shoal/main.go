@@ -125,6 +125,7 @@ func newRootCommand() *cobra.Command {
 		newLogsCommand(g),
 		newExecCommand(g),
 		newImageCommand(g),
+		newLabCommand(g),
 	)
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root

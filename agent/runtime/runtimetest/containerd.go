@@ -1,7 +1,6 @@
 package runtimetest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +17,8 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/shoalproj/shoal/lab"
 	"golang.org/x/sys/unix"
 
 	"github.com/shoalproj/shoal/agent/runtime"
@@ -187,12 +187,12 @@ func killShims(t testing.TB, dir string) {
 
 // cleanupDir unmounts everything under dir and removes it.
 func cleanupDir(t testing.TB, dir string) {
-	for _, m := range mountsUnder(dir) {
+	for _, m := range lab.Mounts(dir) {
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
 			t.Logf("cleanup: unmount %s: %v", m, err)
 		}
 	}
-	if left := mountsUnder(dir); len(left) > 0 {
+	if left := lab.Mounts(dir); len(left) > 0 {
 		t.Errorf("cleanup: still mounted under %s: %v", dir, left)
 		return
 	}
@@ -200,50 +200,3 @@ func cleanupDir(t testing.TB, dir string) {
 		t.Errorf("cleanup: %v", err)
 	}
 }
-
-// mountsUnder lists the mount points under dir, deepest first.
-func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// Mounts returns the mount points under dir (for tests that check that
-// nothing is left behind).
-func Mounts(dir string) []string { return mountsUnder(dir) }

@@ -3,12 +3,13 @@ package lab
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -16,13 +17,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// randomID returns n random hex characters.
-func randomID(n int) string {
-	b := make([]byte, (n+1)/2)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
+// subnetInUse reports whether a link of the root namespace has an address
+// in 10.77.x.0/24.
+func subnetInUse(x byte) bool {
+	addrs, _ := netlink.AddrList(nil, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		if ip := a.IP.To4(); ip != nil && ip[0] == 10 && ip[1] == 77 && ip[2] == x {
+			return true
+		}
 	}
-	return hex.EncodeToString(b)[:n]
+	return false
 }
 
 // pickSubnet chooses a 10.77.X.0/24 that no link of the root namespace
@@ -261,4 +265,65 @@ func dialIn(ctx context.Context, nsPath, addr string) (net.Conn, error) {
 	}()
 	r := <-ch
 	return r.c, r.err
+}
+
+// forwardRule is the iptables rule that lets the lab's bridged traffic
+// through the root namespace's FORWARD chain. Bridged packets pass that
+// chain when br_netfilter is loaded with bridge-nf-call-iptables on, and a
+// Docker engine on the machine sets its policy to DROP: without the rule,
+// the hosts cannot reach each other there.
+func forwardRule(bridge string) []string {
+	return []string{"FORWARD", "-i", bridge, "-o", bridge, "-m", "comment", "--comment", "shoal lab " + bridge, "-j", "ACCEPT"}
+}
+
+// allowForward inserts forwardRule when iptables' FORWARD chain has rules
+// or a policy other than ACCEPT. Otherwise nothing is added: inserting a
+// rule would create iptables' filter table on a machine that had none.
+func allowForward(bridge string) error {
+	if _, err := exec.LookPath("iptables"); err != nil {
+		return nil
+	}
+	cur, err := exec.Command("iptables", "-w", "-S", "FORWARD").Output()
+	if err != nil {
+		return fmt.Errorf("lab: iptables -S FORWARD: %w", err)
+	}
+	if strings.TrimSpace(string(cur)) == "-P FORWARD ACCEPT" {
+		return nil
+	}
+	if out, err := exec.Command("iptables", append([]string{"-w", "-I"}, forwardRule(bridge)...)...).CombinedOutput(); err != nil {
+		return fmt.Errorf("lab: iptables -I %v: %w: %s", forwardRule(bridge), err, out)
+	}
+	return nil
+}
+
+// removeForward deletes every copy of forwardRule; none is no error.
+func removeForward(bridge string) error {
+	if _, err := exec.LookPath("iptables"); err != nil {
+		return nil
+	}
+	for range 10 {
+		if exec.Command("iptables", append([]string{"-w", "-C"}, forwardRule(bridge)...)...).Run() != nil {
+			return nil
+		}
+		if out, err := exec.Command("iptables", append([]string{"-w", "-D"}, forwardRule(bridge)...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("lab: iptables -D %v: %w: %s", forwardRule(bridge), err, out)
+		}
+	}
+	return fmt.Errorf("lab: iptables rule %v keeps coming back", forwardRule(bridge))
+}
+
+// AddRootRoutes routes each CIDR (a node's pod subnet) through its host's
+// address from the root namespace. The routes go through the lab's
+// bridge, so the kernel removes them with it.
+func (l *Lab) AddRootRoutes(viaHost map[string]string) error {
+	for cidr, via := range viaHost {
+		_, dst, err := net.ParseCIDR(cidr)
+		if err != nil {
+			return fmt.Errorf("lab: route %s: %w", cidr, err)
+		}
+		if err := netlink.RouteReplace(&netlink.Route{Dst: dst, Gw: net.ParseIP(via)}); err != nil {
+			return fmt.Errorf("lab: route %s via %s: %w", cidr, via, err)
+		}
+	}
+	return nil
 }

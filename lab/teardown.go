@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/shoalproj/shoal/agent/runtime/runtimetest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,7 +32,13 @@ type record struct {
 	OwnerStart string       `json:"ownerStart"` // field 22 of /proc/PID/stat
 	Dir        string       `json:"dir"`
 	Bridge     string       `json:"bridge"`
+	Subnet     string       `json:"subnet"`
+	ClientConf string       `json:"clientConfig"`
 	Hosts      []hostRecord `json:"hosts"`
+
+	// path is where the record is kept: recordDir/ID.json for a lab owned
+	// by a test process, next to the lab's directory for `shoal lab`.
+	path string
 }
 
 type hostRecord struct {
@@ -42,21 +47,33 @@ type hostRecord struct {
 	DataDir string `json:"dataDir"`
 }
 
-func (r *record) path() string { return filepath.Join(recordDir, r.ID+".json") }
-
 func (r *record) save() error {
-	if err := os.MkdirAll(recordDir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(r.path), 0o700); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := r.path() + ".tmp"
+	tmp := r.path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, r.path())
+	return os.Rename(tmp, r.path)
+}
+
+// loadRecord reads the record at path.
+func loadRecord(path string) (*record, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil || r.ID == "" {
+		return nil, fmt.Errorf("lab: record %s is damaged: %v", path, err)
+	}
+	r.path = path
+	return &r, nil
 }
 
 // procStart returns the start time of a process (to tell a reused PID).
@@ -81,19 +98,15 @@ func procStart(pid int) string {
 func sweepStale(logf func(string, ...any)) {
 	files, _ := filepath.Glob(filepath.Join(recordDir, "*.json"))
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		r, err := loadRecord(f)
 		if err != nil {
-			continue
-		}
-		var r record
-		if err := json.Unmarshal(b, &r); err != nil || r.ID == "" {
 			continue
 		}
 		if st := procStart(r.OwnerPID); st != "" && st == r.OwnerStart {
 			continue // its owner still runs
 		}
 		logf("lab: tearing down lab %s left by process %d", r.ID, r.OwnerPID)
-		for _, err := range teardown(&r, logf) {
+		for _, err := range teardown(r, logf) {
 			logf("lab: stale %s: %v", r.ID, err)
 		}
 	}
@@ -113,23 +126,33 @@ func teardown(r *record, logf func(string, ...any)) []error {
 		if err := deleteLink(r.Bridge); err != nil {
 			errs = append(errs, err)
 		}
+		if err := removeForward(r.Bridge); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if r.Dir != "" {
-		for _, m := range runtimetest.Mounts(r.Dir) {
+		for _, m := range Mounts(r.Dir) {
 			if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
 				errs = append(errs, fmt.Errorf("lab: unmount %s: %w", m, err))
 			}
 		}
-		if left := runtimetest.Mounts(r.Dir); len(left) > 0 {
+		if left := Mounts(r.Dir); len(left) > 0 {
 			errs = append(errs, fmt.Errorf("lab: still mounted under %s: %v", r.Dir, left))
 		} else if err := os.RemoveAll(r.Dir); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	if r.ClientConf != "" {
+		if err := os.Remove(r.ClientConf); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
 	errs = append(errs, leftovers(r)...)
 	if len(errs) == 0 {
-		os.Remove(r.path())
-		os.Remove(recordDir) // only when no other lab is recorded
+		os.Remove(r.path)
+		if filepath.Dir(r.path) == recordDir {
+			os.Remove(recordDir) // only when no other lab is recorded
+		}
 	}
 	return errs
 }
@@ -158,7 +181,7 @@ func leftovers(r *record) []error {
 				errs = append(errs, fmt.Errorf("lab: left behind: process %s: %s", filepath.Base(filepath.Dir(p)), bytes.ReplaceAll(b, []byte{0}, []byte{' '})))
 			}
 		}
-		if m := runtimetest.Mounts(r.Dir); len(m) > 0 {
+		if m := Mounts(r.Dir); len(m) > 0 {
 			errs = append(errs, fmt.Errorf("lab: left behind: mounts %v", m))
 		}
 	}
