@@ -28,7 +28,7 @@
 #             the agent stage carries them instead.
 #
 # Run the agent from the image. It is the node's agent, not an isolated
-# application, so it shares the host's network, PIDs and mounts it works
+# application, so it shares the host's network, PIDs and the mounts it works
 # with, and it uses the host's containerd (apt-get install containerd runc):
 #
 #   modprobe br_netfilter            # on the host; the image has no modprobe
@@ -36,6 +36,7 @@
 #     --privileged --network host --pid host \
 #     -v /var/lib/shoal:/var/lib/shoal \
 #     -v /run/containerd:/run/containerd \
+#     -v /var/lib/containerd:/var/lib/containerd \
 #     -v /run/netns:/run/netns:rshared \
 #     -v /root/.shoal:/root/.shoal \
 #     shoal:VERSION agent --init --advertise-addr 192.168.56.11 --node-name node1
@@ -44,18 +45,32 @@
 #     shoal:VERSION agent --join 192.168.56.11:7443 --token SHOAL-1-... --advertise-addr ... --node-name ...
 #
 #   --privileged        nftables and routes over netlink, network namespaces
-#                       (mount, setns), sysctls under /proc/sys
+#                       (mount, setns), sysctls under /proc/sys. Where the
+#                       host's capability bounding set lacks one (docker then
+#                       fails with "unable to apply caps"), use instead:
+#                       --cap-add ALL --cap-drop <the missing one>
+#                       --security-opt seccomp=unconfined
+#                       --security-opt apparmor=unconfined
+#                       --security-opt systempaths=unconfined
 #   --network host      the API, gossip and raft ports on the advertise
 #                       address; pod bridge, routes and nftables in the host
 #   --pid host          process IDs containerd reports mean the same here
-#   /var/lib/shoal      the node's state; mounted at the same path, because the
-#                       host's containerd opens pods' log files and emptyDir
-#                       volumes by the paths the agent gives it
+#   /var/lib/shoal      the node's state; at the same path as on the host,
+#                       because the host's containerd opens pods' log files
+#                       and emptyDir volumes by the paths the agent gives it
 #   /run/containerd     containerd's socket, and the FIFOs of `shoal exec`
-#                       (/run/containerd/fifo), which containerd's shims open
+#                       (/run/containerd/fifo) that containerd's shims open:
+#                       without it exec fails ("opening file .../fifo/...")
+#   /var/lib/containerd containerd's root, at the same path: the agent reads
+#                       the image's configuration (users) from its snapshot,
+#                       which it mounts from there; without it containers fail
+#                       with CreateContainerError ("open .../snapshots/N/fs")
 #   /run/netns:rshared  the pods' network namespaces, bind-mounted by the agent
 #                       and joined by the host's containerd: the mounts must
-#                       propagate back to the host
+#                       propagate back to the host, so /run/netns (or a mount
+#                       above it) must be shared on the host; it is where
+#                       systemd is PID 1, else: mkdir -p /run/netns &&
+#                       mount --bind /run/netns /run/netns && mount --make-shared /run/netns
 #   /root/.shoal        where --init writes the admin client configuration
 #                       (or: docker exec shoal shoal token; docker cp)
 #

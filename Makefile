@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN := bin/shoal
 
-.PHONY: all build test unit e2e lint deps demo demo-down bench bench-store bench-pods proto clean
+.PHONY: all build test unit e2e lint deps lab lab-down bench bench-store bench-pods proto clean
 
 all: build
 
@@ -31,12 +31,14 @@ lint:
 deps:
 	@bash hack/deps.sh
 
-# A local 3-node cluster on 127.0.0.11-13 with an example applied.
-demo: deps build
-	@bash hack/demo.sh up
+# The quick start: a 3-host lab cluster in network namespaces on this
+# machine (as root), the example Deployment and Service applied, each pod
+# answering. It stays up until `make lab-down`.
+lab: deps build
+	@bash hack/lab.sh up
 
-demo-down:
-	@bash hack/demo.sh down
+lab-down:
+	@bash hack/lab.sh down
 
 bench: bench-store bench-pods
 

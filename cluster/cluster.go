@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shoalproj/shoal/cluster/storepb"
+	"github.com/shoalproj/shoal/scheduler"
 )
 
 // Default ports, as DESIGN.md lists them.
@@ -73,6 +74,10 @@ type Config struct {
 	// TrailingLogs is how many raft entries stay after a snapshot compacts
 	// the log (default 10240); a follower further behind gets the snapshot.
 	TrailingLogs uint64
+
+	// Controllers tunes the scheduler and the controllers this node runs
+	// while it leads.
+	Controllers scheduler.Config
 
 	Version  string
 	Logger   *slog.Logger
@@ -702,6 +707,15 @@ func (c *Cluster) runLeader(ctx context.Context) {
 		_, _ = c.propose(ctx, &storepb.Txn{TimeUnixNano: time.Now().UnixNano(),
 			SetSettings: &storepb.ClusterSettings{PodCidr: DefaultPodCIDR, ServiceCidr: DefaultServiceCIDR}})
 	}
+	// The controllers stop with this term: runLeader returns only once
+	// they have.
+	var controllers sync.WaitGroup
+	controllers.Add(1)
+	go func() {
+		defer controllers.Done()
+		scheduler.Run(ctx, controllerStore{c}, c.cfg.Controllers, c.log.With("component", "controllers"))
+	}()
+	defer controllers.Wait()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {

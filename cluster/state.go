@@ -119,6 +119,18 @@ func (s *State) WaitIndex(ctx context.Context, index uint64) error {
 	}
 }
 
+// changedAfter returns a channel closed once the state is past index.
+func (s *State) changedAfter(index uint64) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.index > index {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return s.notify
+}
+
 // readTxn returns a consistent read-only view of every table and the index
 // it reflects.
 func (s *State) readTxn() (*memdb.Txn, uint64) {

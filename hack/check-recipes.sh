@@ -16,20 +16,31 @@
 #     Docker engine answers and a BuildKit builder is there, the FROM scratch
 #     stage `binary` is built from that binary (no base image is pulled),
 #     inspected and run. Without an engine that part is reported as skipped.
+#   - lab/multipass/lab.sh and provision.sh, run for real (as root): a
+#     stand-in `multipass` makes each instance a network namespace with a
+#     mount namespace of its own, and stand-ins for systemctl and journalctl
+#     run the unit's command line; lab.sh up forms a 3-node cluster of real
+#     agents (the static binary), the host reaches it with the client
+#     configuration lab.sh copied, a second `up` restarts nothing, a fourth
+#     node joins with --join-file as the Vagrantfile's nodes do, and down
+#     removes it all. Skipped when not root.
 #
-# Needs ruby, shellcheck and go (apt-get install ruby shellcheck).
-#   hack/check-recipes.sh [--no-docker]
+# Needs ruby, shellcheck and go (apt-get install ruby shellcheck); the
+# namespace run needs iproute2 and util-linux (nsenter, unshare).
+#   hack/check-recipes.sh [--no-docker] [--no-netns]
 # Exits non-zero when a check fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
 
-docker_checks=1
-case "${1:-}" in
-"") ;;
---no-docker) docker_checks=0 ;;
-*) echo "usage: $0 [--no-docker]" >&2 && exit 2 ;;
-esac
+docker_checks=1 netns_checks=1
+for arg in "$@"; do
+	case $arg in
+	--no-docker) docker_checks=0 ;;
+	--no-netns) netns_checks=0 ;;
+	*) echo "usage: $0 [--no-docker] [--no-netns]" >&2 && exit 2 ;;
+	esac
+done
 
 failures=()
 skipped=()
@@ -45,9 +56,13 @@ skip() {
 
 tmp=$(mktemp -d)
 image=""
+mp="" # the namespace lab's state directory, while it exists
 cleanup() {
 	if [ -n "$image" ]; then
 		"${docker[@]}" rmi -f "$image" >/dev/null 2>&1 || true
+	fi
+	if [ -n "$mp" ]; then
+		netns_teardown
 	fi
 	rm -rf "$tmp"
 }
@@ -359,6 +374,233 @@ else
 fi
 skip "docker build of the agent stage and of the golang build stage: they pull base images"
 
+# --- lab.sh and provision.sh in network namespaces -------------------------
+MP_NET=10.77.77   # the instances' subnet; the host is .1, shoalck-N is .1N
+MP_BR=shoalckbr0
+
+# The stand-ins. `multipass` keeps each instance as a network namespace
+# (mpck-NAME) on bridge $MP_BR and a mount namespace (STATE/NAME.mnt) with
+# tmpfs over what provision.sh writes, so nothing on this machine changes.
+write_fakes() {
+	mkdir -p "$mp/bin" "$mp/stubs"
+	cat >"$mp/bin/multipass" <<'EOF'
+#!/usr/bin/env bash
+set -euo pipefail
+S=$MP_STATE
+idx() { echo "${1##*-}"; }
+exists() { [ -e "$S/$1.mnt" ]; }
+in_host() {
+	local n=$1
+	shift
+	nsenter --mount="$S/$n.mnt" --net="/run/netns/mpck-$n" \
+		env MP_HOST="$n" MP_STATE="$S" PATH="$S/stubs:$PATH" HOME=/root "$@"
+}
+cmd=$1
+shift
+case $cmd in
+launch)
+	name=""
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--name) name=$2 && shift ;;
+		--cloud-init) if [ "$2" = - ]; then cat >/dev/null; fi && shift ;;
+		--cpus | --memory | --disk | --timeout) shift ;;
+		esac
+		shift
+	done
+	i=$(idx "$name") n=mpck-$name
+	if ! ip link show "$MP_BR" >/dev/null 2>&1; then
+		ip link add "$MP_BR" type bridge
+		ip addr add "$MP_NET.1/24" dev "$MP_BR"
+		ip link set "$MP_BR" up
+	fi
+	ip netns add "$n"
+	ip link add "shoalckv$i" type veth peer name eth0 netns "$n"
+	ip link set "shoalckv$i" master "$MP_BR" up
+	ip -n "$n" addr add "$MP_NET.1$i/24" dev eth0
+	ip -n "$n" link set eth0 up
+	ip -n "$n" link set lo up
+	ip -n "$n" route add default via "$MP_NET.1"
+	{ cat /etc/passwd; echo "ubuntu:x:64999:64999::/home/ubuntu:/bin/sh"; } >"$S/$name.passwd"
+	{ cat /etc/group; echo "ubuntu:x:64999:"; } >"$S/$name.group"
+	touch "$S/$name.mnt"
+	unshare --mount="$S/$name.mnt" --propagation private sh -ec "
+		for d in /tmp /etc/systemd/system /etc/default /etc/modules-load.d /usr/local/bin /var/lib /root /home; do
+			mkdir -p \$d && mount -t tmpfs none \$d
+		done
+		mount --bind $S/$name.passwd /etc/passwd
+		mount --bind $S/$name.group /etc/group
+		mkdir /home/ubuntu && chown 64999:64999 /home/ubuntu"
+	;;
+info)
+	exists "$1" || { echo "instance \"$1\" does not exist" >&2; exit 2; }
+	printf 'Name:           %s\nState:          Running\nIPv4:           %s.1%s\n' "$1" "$MP_NET" "$(idx "$1")"
+	;;
+start) ;;
+exec)
+	n=$1
+	shift
+	[ "$1" = -- ] && shift
+	in_host "$n" "$@"
+	;;
+transfer)
+	n=${2%%:*} path=${2#*:}
+	if [ "$1" = - ]; then
+		in_host "$n" sh -c 'cat >"$1"' - "$path"
+	else
+		in_host "$n" sh -c 'cat >"$1"' - "$path" <"$1"
+	fi
+	;;
+delete)
+	for n in "$@"; do
+		[ "$n" != --purge ] && exists "$n" || continue
+		if [ -e "$S/$n.agent.pid" ]; then
+			kill "$(cat "$S/$n.agent.pid")" 2>/dev/null || true
+		fi
+		umount "$S/$n.mnt"
+		rm -f "$S/$n.mnt" "$S/$n.passwd" "$S/$n.group"
+		ip netns del "mpck-$n"
+	done
+	;;
+*) echo "stand-in multipass: no $cmd" >&2 && exit 1 ;;
+esac
+EOF
+	cat >"$mp/stubs/systemctl" <<'EOF'
+#!/usr/bin/env bash
+# Runs shoal-agent.service's command line in the calling instance.
+set -euo pipefail
+pidf=$MP_STATE/$MP_HOST.agent.pid
+echo "$*" >>"$MP_STATE/$MP_HOST.systemctl"
+alive() { [ -e "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; }
+stop() {
+	if alive; then
+		kill "$(cat "$pidf")"
+		for _ in $(seq 100); do alive || break; sleep 0.1; done
+	fi
+}
+start() {
+	eval "$(sed -n 's/^\(SHOAL_[A-Z_]*=".*"\)$/\1/p' /etc/default/shoal-agent)"
+	exec_start=$(sed -n 's/^ExecStart=//p' /etc/systemd/system/shoal-agent.service)
+	[ "$exec_start" = '/usr/local/bin/shoal agent $SHOAL_AGENT_ARGS $SHOAL_BOOTSTRAP_ARGS' ]
+	# shellcheck disable=SC2086
+	SHOAL_CONFIG=/root/.shoal/config setsid /usr/local/bin/shoal agent $SHOAL_AGENT_ARGS $SHOAL_BOOTSTRAP_ARGS \
+		>>"$MP_STATE/$MP_HOST.log" 2>&1 </dev/null &
+	echo $! >"$pidf"
+}
+case $1 in
+daemon-reload | enable) ;;
+is-active) alive ;;
+start) alive || start ;;
+restart) stop && start ;;
+*) echo "stand-in systemctl: $*" >&2 && exit 1 ;;
+esac
+EOF
+	printf '#!/bin/sh\nexec "$@"\n' >"$mp/stubs/sudo"
+	printf '#!/bin/sh\necho "status: done"\n' >"$mp/stubs/cloud-init"
+	cat >"$mp/stubs/journalctl" <<'EOF'
+#!/bin/sh
+tail -n 40 "$MP_STATE/$MP_HOST.log"
+EOF
+	chmod +x "$mp/bin/multipass" "$mp/stubs/"*
+}
+
+netns_teardown() {
+	local f
+	for f in "$mp"/*.agent.pid; do
+		if [ -e "$f" ]; then
+			kill "$(cat "$f")" 2>/dev/null || true
+		fi
+	done
+	for f in "$mp"/*.mnt; do
+		[ -e "$f" ] || continue
+		umount "$f" 2>/dev/null || true
+		f=${f##*/}
+		ip netns del "mpck-${f%.mnt}" 2>/dev/null || true
+	done
+	ip link del "$MP_BR" 2>/dev/null || true
+	umount "$mp" 2>/dev/null || true
+	rm -rf "$mp"
+	mp=""
+}
+
+netns_check() {
+	# State outside the instances' tmpfs (/tmp), on a private mount, where
+	# mount namespaces can be kept as files.
+	mp=/run/shoal-check-recipes.$$
+	mkdir -p "$mp"
+	mount --bind "$mp" "$mp"
+	mount --make-private "$mp"
+	write_fakes
+	local env=(env PATH="$mp/bin:$PATH" MP_STATE="$mp" MP_NET="$MP_NET" MP_BR="$MP_BR"
+		SHOAL_LAB_PREFIX=shoalck SHOAL_BIN="$ctx/shoal" SHOAL_LAB_CONFIG="$mp/client.config")
+	local out ls n
+	if ! out=$("${env[@]}" timeout 300 bash lab/multipass/lab.sh up 2>&1); then
+		fail "lab.sh up (namespaces):"$'\n'"$(tail -n 30 <<<"$out")"
+		return
+	fi
+	ls=$(SHOAL_CONFIG=$mp/client.config "$ctx/shoal" node ls 2>&1 || true)
+	if [ "$(grep -c ' Ready ' <<<"$ls")" != 3 ]; then
+		fail "lab.sh up (namespaces): the host does not see 3 Ready nodes with the copied configuration:"$'\n'"$ls"
+		return
+	fi
+	for n in 1 2 3; do
+		if ! "${env[@]}" multipass exec "shoalck-$n" -- grep -qx 'SHOAL_BOOTSTRAP_ARGS=""' /etc/default/shoal-agent; then
+			fail "provision.sh (namespaces): shoalck-$n keeps its --init/--join arguments after the first start"
+		fi
+	done
+	ok "lab.sh up (namespaces): 3 agents provisioned by provision.sh form a cluster; the host reaches it"
+	rm -f "$mp"/*.systemctl
+	if ! out=$("${env[@]}" timeout 300 bash lab/multipass/lab.sh up 2>&1); then
+		fail "lab.sh up, again (namespaces):"$'\n'"$(tail -n 30 <<<"$out")"
+	elif cat "$mp"/*.systemctl | grep -qE '^(start|restart)'; then
+		fail "lab.sh up, again (namespaces): agents were (re)started: $(cat "$mp"/*.systemctl | tr '\n' ' ')"
+	else
+		ok "lab.sh up, again (namespaces): nothing restarted, nothing created twice"
+	fi
+	# A node as the Vagrantfile's node2 and node3 are: --join-file.
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	if ! out=$("${env[@]}" sh -c '
+			multipass launch --name shoalck-4 &&
+			multipass exec shoalck-1 -- cat /var/lib/shoal-lab/join >"$MP_STATE/join" &&
+			multipass transfer "$MP_STATE/join" shoalck-4:/tmp/shoal-join &&
+			multipass transfer "$1" shoalck-4:/tmp/shoal &&
+			multipass transfer lab/vagrant/provision.sh shoalck-4:/tmp/provision.sh &&
+			multipass exec shoalck-4 -- bash /tmp/provision.sh --join-file /tmp/shoal-join \
+				--name shoalck-4 --addr "$MP_NET.14" --binary /tmp/shoal --timeout 60' - "$ctx/shoal" 2>&1); then
+		fail "provision.sh --join-file (namespaces):"$'\n'"$(tail -n 20 <<<"$out")"
+	else
+		local deadline=$((SECONDS + 30))
+		until [ "$(SHOAL_CONFIG=$mp/client.config "$ctx/shoal" node ls 2>/dev/null | grep -c ' Ready ')" = 4 ]; do
+			if [ $SECONDS -ge $deadline ]; then
+				fail "provision.sh --join-file (namespaces): the fourth node is not Ready"
+				break
+			fi
+			sleep 1
+		done
+		[ $SECONDS -ge $deadline ] || ok "provision.sh --join-file (namespaces): a fourth node joins"
+	fi
+	if ! out=$("${env[@]}" SHOAL_LAB_NODES=4 bash lab/multipass/lab.sh down 2>&1); then
+		fail "lab.sh down (namespaces): $out"
+	elif compgen -G "$mp/*.mnt" >/dev/null || [ -e "$mp/client.config" ]; then
+		fail "lab.sh down (namespaces): instances or the client configuration remain"
+	else
+		ok "lab.sh down (namespaces): instances and client configuration removed"
+	fi
+	netns_teardown
+}
+
+if [ "$netns_checks" = 0 ]; then
+	skip "lab.sh and provision.sh in network namespaces (--no-netns)"
+elif [ "$(id -u)" != 0 ]; then
+	skip "lab.sh and provision.sh in network namespaces: needs root"
+elif ! command -v nsenter >/dev/null || ! command -v unshare >/dev/null || ! command -v ip >/dev/null; then
+	skip "lab.sh and provision.sh in network namespaces: needs nsenter, unshare (util-linux) and ip (iproute2)"
+elif [ ! -x "$ctx/shoal" ]; then
+	skip "lab.sh and provision.sh in network namespaces: no static binary"
+else
+	netns_check
+fi
+
 echo
 if [ ${#failures[@]} -gt 0 ]; then
 	echo "check-recipes: ${#failures[@]} check(s) failed:" >&2
@@ -366,4 +608,4 @@ if [ ${#failures[@]} -gt 0 ]; then
 	exit 1
 fi
 echo "check-recipes: all checks passed; not checked here: ${#skipped[@]} item(s) above marked skip."
-echo "Not run here at all: vagrant up, lab/multipass/lab.sh up (no hypervisor on this machine)."
+echo "Not run here: vagrant up, and lab/multipass/lab.sh up with the real multipass (no hypervisor)."

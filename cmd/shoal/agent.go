@@ -81,6 +81,7 @@ func newAgentCommand() *cobra.Command {
 	f.DurationVar(&cfg.Stabilization, "stabilization", 10*time.Second, "how long a voter must be gone before another node replaces it")
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", cluster.DefaultPodCIDR, "with --init: the CIDR pods get addresses from; each node leases a /24 of it")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", cluster.DefaultServiceCIDR, "with --init: the CIDR services get virtual IPs from")
+	f.DurationVar(&cfg.Controllers.NodeLostGrace, "node-lost-grace", 5*time.Second, "while leading: how long a node stays NotReady before its pods are replaced on other nodes")
 	f.BoolVar(&pods.Enabled, "run-pods", true, "run the pods the cluster binds to this node (containerd and the pod network start with the first one)")
 	f.StringVar(&pods.ContainerdSocket, "containerd-socket", "/run/containerd/containerd.sock", "containerd's socket; when nothing answers there, the agent starts its own containerd")
 	f.StringVar(&registryConfig, "registry-config", "", "YAML file with registry mirrors, plain-HTTP registries and credentials")

@@ -126,6 +126,8 @@ func newRootCommand() *cobra.Command {
 		newExecCommand(g),
 		newImageCommand(g),
 		newLabCommand(g),
+		newRolloutCommand(g),
+		newScaleCommand(g),
 	)
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root

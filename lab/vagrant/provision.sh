@@ -155,14 +155,18 @@ install_binary() {
 		return 0
 	fi
 	[ -f "$binary" ] || die "--binary $binary: no such file"
-	if ! "$binary" --help >/dev/null 2>&1; then
+	# Copied in without its mode (file provisioners, multipass transfer):
+	# made executable by the install, then tried.
+	install -m 0755 "$binary" "$BIN.new"
+	if ! "$BIN.new" --help >/dev/null 2>&1; then
+		rm -f "$BIN.new"
 		die "$binary does not run on this machine ($(uname -m)); build it for Linux on this architecture, for example: GOOS=linux GOARCH=amd64 CGO_ENABLED=0 make build"
 	fi
-	if [ -x "$BIN" ] && cmp -s "$binary" "$BIN"; then
+	if [ -x "$BIN" ] && cmp -s "$BIN.new" "$BIN"; then
+		rm -f "$BIN.new"
 		return 0
 	fi
 	log "installing $BIN"
-	install -m 0755 "$binary" "$BIN.new"
 	mv -f "$BIN.new" "$BIN"
 	changed=1
 }
@@ -239,7 +243,7 @@ main() {
 
 	local bootstrap=""
 	if node_exists; then
-		log "the data directory $data_dir holds this node already: restarting as it"
+		log "$data_dir holds this node already: it starts as itself (no --init, no --join)"
 	else
 		bootstrap=$bootstrap_args
 	fi
@@ -262,9 +266,12 @@ main() {
 
 	if [ "$mode" = init ]; then
 		wait_for "the API to answer with the join token" env SHOAL_CONFIG="$ADMIN_CONFIG" "$BIN" token
+		local line
+		line=$(SHOAL_CONFIG=$ADMIN_CONFIG "$BIN" token | sed -n 2p)
+		[[ $line == *"--join "*"--token "* ]] || die "'shoal token' printed no join line"
 		mkdir -p "$lab_dir"
 		chmod 0700 "$lab_dir"
-		SHOAL_CONFIG=$ADMIN_CONFIG "$BIN" token | sed -n 2p | write_if_changed "$lab_dir/join" 0600 || true
+		echo "$line" | write_if_changed "$lab_dir/join" 0600 || true
 		write_if_changed "$lab_dir/config" 0600 <"$ADMIN_CONFIG" || true
 		if [ -n "$user" ]; then
 			local home
@@ -275,8 +282,10 @@ main() {
 		fi
 		log "cluster ready; join line in $lab_dir/join:"
 		sed 's/^/    /' "$lab_dir/join"
-	else
+	elif [ -n "$bootstrap" ]; then
 		log "joined the cluster at $join"
+	else
+		log "a member of the cluster"
 	fi
 }
 

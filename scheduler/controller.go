@@ -1,0 +1,458 @@
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoalproj/shoal/api"
+)
+
+// Config tunes the leader's controllers.
+type Config struct {
+	// Strategy places pods: Spread (default) or Binpack.
+	Strategy Strategy
+	// NodeLostGrace is how long a node stays NotReady before the pods that
+	// controllers own are replaced on other nodes (default 5 s).
+	NodeLostGrace time.Duration
+	// Resync bounds the time between two rounds when nothing changes, for
+	// what depends on time alone (minReadySeconds, deadlines, the grace).
+	Resync time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Strategy == "" {
+		c.Strategy = Spread
+	}
+	if c.NodeLostGrace == 0 {
+		c.NodeLostGrace = 5 * time.Second
+	}
+	if c.Resync == 0 {
+		c.Resync = time.Second
+	}
+}
+
+// Labels and annotations the controllers put on what they make.
+const (
+	// LabelManagedBy marks an Endpoints object the endpoints controller
+	// made, so that it is removed with its Service.
+	LabelManagedBy    = "endpoints.shoal.dev/managed-by"
+	managedByEndpoint = "endpoints-controller"
+)
+
+// Run runs the leader's controllers until ctx ends (the node stops
+// leading): each round reads the whole state at one index, plans the
+// scheduler, node lifecycle, deployments and endpoints over it, and
+// writes what they decided; a round starts when the store changes, or
+// after cfg.Resync.
+func Run(ctx context.Context, st Store, cfg Config, log *slog.Logger) {
+	cfg.defaults()
+	r := &rounds{st: st, cfg: cfg, log: log, notReadySince: map[string]time.Time{}}
+	var index uint64
+	for {
+		changed := st.Changed(index)
+		idx, err := r.round(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("controllers: round failed", "err", err)
+		}
+		index = idx
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(cfg.Resync):
+		}
+	}
+}
+
+// rounds is the controllers' memory between rounds: only what is not in
+// the store.
+type rounds struct {
+	st  Store
+	cfg Config
+	log *slog.Logger
+	// notReadySince is when this leader first saw each node NotReady, for
+	// nodes whose condition carries no usable transition time.
+	notReadySince map[string]time.Time
+}
+
+// view is the state one round works on.
+type view struct {
+	nodes       []*api.Node
+	pods        []*api.Pod
+	deployments []*api.Deployment
+	services    []*api.Service
+	endpoints   []*api.Endpoints
+}
+
+func (r *rounds) read() (*view, uint64) {
+	v := &view{}
+	nodes, idx := r.st.List("Node")
+	for _, o := range nodes {
+		v.nodes = append(v.nodes, o.(*api.Node))
+	}
+	pods, _ := r.st.List("Pod")
+	for _, o := range pods {
+		v.pods = append(v.pods, o.(*api.Pod))
+	}
+	deps, _ := r.st.List("Deployment")
+	for _, o := range deps {
+		v.deployments = append(v.deployments, o.(*api.Deployment))
+	}
+	svcs, _ := r.st.List("Service")
+	for _, o := range svcs {
+		v.services = append(v.services, o.(*api.Service))
+	}
+	eps, _ := r.st.List("Endpoints")
+	for _, o := range eps {
+		v.endpoints = append(v.endpoints, o.(*api.Endpoints))
+	}
+	return v, idx
+}
+
+func (r *rounds) round(ctx context.Context) (uint64, error) {
+	v, idx := r.read()
+	now := time.Now()
+	var ops []Op
+	ops = append(ops, r.planNodeLifecycle(v, now)...)
+	// Pods deleted this round are out of what the others see.
+	gone := map[string]bool{}
+	for _, op := range ops {
+		if op.Delete != nil && op.Delete.Kind == "Pod" {
+			gone[op.Delete.Namespace+"/"+op.Delete.Name] = true
+		}
+	}
+	if len(gone) > 0 {
+		kept := v.pods[:0:0]
+		for _, p := range v.pods {
+			if !gone[api.KeyOf(p)] {
+				kept = append(kept, p)
+			}
+		}
+		v.pods = kept
+	}
+	ops = append(ops, planDeployments(v, now)...)
+	ops = append(ops, planBindings(v, r.cfg.Strategy)...)
+	ops = append(ops, planEndpoints(v)...)
+	if len(ops) == 0 {
+		return idx, nil
+	}
+	errs, err := r.st.Write(ctx, ops)
+	if err != nil {
+		return idx, err
+	}
+	for i, e := range errs {
+		if e != nil {
+			// A conflict or a vanished object: the next round sees why.
+			r.log.Debug("controllers: write not applied", "why", ops[i].Why, "err", e)
+		}
+	}
+	return idx, nil
+}
+
+// ---------------------------------------------------------------- node lifecycle
+
+// nodeReadiness maps node names to Ready.
+func nodeReadiness(nodes []*api.Node) map[string]bool {
+	out := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		out[n.GetMetadata().GetName()] = isNodeReady(n)
+	}
+	return out
+}
+
+func isNodeReady(n *api.Node) bool {
+	for _, c := range n.GetStatus().GetConditions() {
+		if c.Type == "Ready" {
+			return c.Status == "True"
+		}
+	}
+	return false
+}
+
+// planNodeLifecycle deletes the controller-owned pods of nodes NotReady
+// for longer than the grace, so that their controllers replace them on
+// other nodes; when such a node returns, its agent finds them gone and
+// stops them. Bare pods stay bound to their node: nothing would recreate
+// them, and they run again when it returns.
+func (r *rounds) planNodeLifecycle(v *view, now time.Time) []Op {
+	lost := map[string]bool{}
+	for _, n := range v.nodes {
+		name := n.GetMetadata().GetName()
+		if isNodeReady(n) {
+			delete(r.notReadySince, name)
+			continue
+		}
+		since, ok := r.notReadySince[name]
+		if !ok {
+			since = now
+			r.notReadySince[name] = now
+		}
+		if t, ok := readyTransition(n); ok && t.Before(since) {
+			since = t
+		}
+		if now.Sub(since) >= r.cfg.NodeLostGrace {
+			lost[name] = true
+		}
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	var ops []Op
+	for _, p := range v.pods {
+		node := p.GetSpec().GetNodeName()
+		if !lost[node] || ownerOf(p) == "" {
+			continue
+		}
+		ops = append(ops, deletePod(p, fmt.Sprintf("node %s lost: replace pod %s", node, api.KeyOf(p))))
+	}
+	return ops
+}
+
+func readyTransition(n *api.Node) (time.Time, bool) {
+	for _, c := range n.GetStatus().GetConditions() {
+		if c.Type == "Ready" && c.LastTransitionTime != "" {
+			t, err := time.Parse(time.RFC3339, c.LastTransitionTime)
+			return t, err == nil
+		}
+	}
+	return time.Time{}, false
+}
+
+func deletePod(p *api.Pod, why string) Op {
+	m := p.GetMetadata()
+	return Op{Delete: &ObjectKey{Kind: "Pod", Namespace: m.GetNamespace(), Name: m.GetName()},
+		ResourceVersion: m.GetResourceVersion(), Why: why}
+}
+
+// ---------------------------------------------------------------- deployments
+
+// planDeployments runs one rollout step per Deployment and removes the
+// pods whose Deployment is gone.
+func planDeployments(v *view, now time.Time) []Op {
+	byUID := map[string][]*api.Pod{}
+	for _, p := range v.pods {
+		for _, o := range p.GetMetadata().GetOwnerReferences() {
+			if o.Controller && o.Kind == "Deployment" {
+				byUID[o.Uid] = append(byUID[o.Uid], p)
+			}
+		}
+	}
+	var ops []Op
+	live := map[string]bool{}
+	for _, d := range v.deployments {
+		uid := d.GetMetadata().GetUid()
+		live[uid] = true
+		plan := PlanRollout(d, byUID[uid], now)
+		key := api.KeyOf(d)
+		for range plan.Create {
+			ops = append(ops, Op{Put: newPodFor(d, plan.Hash), Create: true, Why: "deployment " + key + ": create pod"})
+		}
+		for _, p := range plan.Delete {
+			ops = append(ops, deletePod(p, "deployment "+key+": delete pod "+p.GetMetadata().GetName()))
+		}
+		if plan.Status != nil && !proto.Equal(plan.Status, d.GetStatus()) {
+			next := proto.Clone(d).(*api.Deployment)
+			next.Status = plan.Status
+			ops = append(ops, Op{Put: next, StatusOnly: true, Why: "deployment " + key + ": status"})
+		}
+	}
+	for uid, pods := range byUID {
+		if live[uid] {
+			continue
+		}
+		for _, p := range pods {
+			ops = append(ops, deletePod(p, "owner deployment gone: delete pod "+api.KeyOf(p)))
+		}
+	}
+	return ops
+}
+
+// newPodFor makes a pod of d's template: named DEPLOYMENT-HASH-XXXXX like
+// Kubernetes' pods, labelled with the template hash, owned by d.
+func newPodFor(d *api.Deployment, hash string) *api.Pod {
+	tpl := d.GetSpec().GetTemplate()
+	m := d.GetMetadata()
+	labels := map[string]string{}
+	for k, val := range tpl.GetMetadata().GetLabels() {
+		labels[k] = val
+	}
+	labels[LabelPodTemplateHash] = hash
+	var annotations map[string]string
+	if a := tpl.GetMetadata().GetAnnotations(); len(a) > 0 {
+		annotations = map[string]string{}
+		for k, val := range a {
+			annotations[k] = val
+		}
+	}
+	spec := proto.Clone(tpl.GetSpec()).(*api.PodSpec)
+	return &api.Pod{
+		Metadata: &api.ObjectMeta{
+			Name:        fmt.Sprintf("%s-%s-%s", m.GetName(), hash, randomSuffix(5)),
+			Namespace:   m.GetNamespace(),
+			Labels:      labels,
+			Annotations: annotations,
+			OwnerReferences: []*api.OwnerReference{{
+				ApiVersion: "apps/v1", Kind: "Deployment", Name: m.GetName(), Uid: m.GetUid(), Controller: true,
+			}},
+		},
+		Spec: spec,
+	}
+}
+
+// randomSuffix is n characters from Kubernetes' alphabet for generated
+// names (no vowels, no look-alikes).
+func randomSuffix(n int) string {
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// ---------------------------------------------------------------- binding
+
+// planBindings places every pending pod, oldest first, over one snapshot
+// of the nodes that is updated with each placement (the scheduler never
+// re-reads a node per pod); an unplaceable pod gets a PodScheduled=False
+// condition with the reasons, written only when they change.
+func planBindings(v *view, strategy Strategy) []Op {
+	var pending []*api.Pod
+	states := map[string]*NodeState{}
+	var nodes []*NodeState
+	for _, n := range v.nodes {
+		s := &NodeState{Node: n}
+		states[n.GetMetadata().GetName()] = s
+		nodes = append(nodes, s)
+	}
+	for _, p := range v.pods {
+		if p.GetMetadata().GetDeletionTimestamp() != "" {
+			continue
+		}
+		if node := p.GetSpec().GetNodeName(); node != "" {
+			if s := states[node]; s != nil {
+				s.Pods = append(s.Pods, p)
+			}
+			continue
+		}
+		pending = append(pending, p)
+	}
+	sort.SliceStable(pending, func(i, j int) bool {
+		a, b := pending[i].GetMetadata(), pending[j].GetMetadata()
+		if a.GetCreationTimestamp() != b.GetCreationTimestamp() {
+			return a.GetCreationTimestamp() < b.GetCreationTimestamp()
+		}
+		return api.KeyOf(pending[i]) < api.KeyOf(pending[j])
+	})
+	var ops []Op
+	for _, p := range pending {
+		node, err := Place(p, nodes, strategy)
+		if err != nil {
+			cond := &api.PodCondition{Type: "PodScheduled", Status: "False", Reason: "Unschedulable", Message: err.Error()}
+			if cur := podCondition(p, "PodScheduled"); cur != nil && cur.Status == cond.Status && cur.Message == cond.Message {
+				continue
+			}
+			next := proto.Clone(p).(*api.Pod)
+			if next.Status == nil {
+				next.Status = &api.PodStatus{}
+			}
+			if next.Status.Phase == "" {
+				next.Status.Phase = "Pending"
+			}
+			cond.LastTransitionTime = time.Now().UTC().Format(time.RFC3339)
+			setPodCondition(next.Status, cond)
+			ops = append(ops, Op{Put: next, StatusOnly: true, Why: "pod " + api.KeyOf(p) + ": unschedulable"})
+			continue
+		}
+		next := proto.Clone(p).(*api.Pod)
+		next.Spec.NodeName = node
+		ops = append(ops, Op{Put: next, ResourceVersion: p.GetMetadata().GetResourceVersion(),
+			Why: "bind pod " + api.KeyOf(p) + " to " + node})
+		states[node].Pods = append(states[node].Pods, next)
+	}
+	return ops
+}
+
+func podCondition(p *api.Pod, typ string) *api.PodCondition {
+	for _, c := range p.GetStatus().GetConditions() {
+		if c.Type == typ {
+			return c
+		}
+	}
+	return nil
+}
+
+func setPodCondition(st *api.PodStatus, c *api.PodCondition) {
+	for i, cur := range st.Conditions {
+		if cur.Type == c.Type {
+			st.Conditions[i] = c
+			return
+		}
+	}
+	st.Conditions = append(st.Conditions, c)
+}
+
+// ---------------------------------------------------------------- endpoints
+
+// planEndpoints keeps each selector Service's Endpoints equal to its ready
+// pods, and removes the Endpoints the controller made for Services that
+// are gone.
+func planEndpoints(v *view) []Op {
+	ready := nodeReadiness(v.nodes)
+	nodeReady := func(n string) bool { return ready[n] }
+	podsByNS := map[string][]*api.Pod{}
+	for _, p := range v.pods {
+		ns := p.GetMetadata().GetNamespace()
+		podsByNS[ns] = append(podsByNS[ns], p)
+	}
+	existing := map[string]*api.Endpoints{}
+	for _, e := range v.endpoints {
+		existing[api.KeyOf(e)] = e
+	}
+	services := map[string]bool{}
+	var ops []Op
+	for _, s := range v.services {
+		key := api.KeyOf(s)
+		services[key] = true
+		want := DesiredEndpoints(s, podsByNS[s.GetMetadata().GetNamespace()], nodeReady)
+		if want == nil {
+			continue // no selector: the user's Endpoints stay
+		}
+		if want.Metadata.Labels == nil {
+			want.Metadata.Labels = map[string]string{}
+		}
+		want.Metadata.Labels[LabelManagedBy] = managedByEndpoint
+		cur := existing[key]
+		if cur != nil && EndpointsEqual(cur, want) && cur.GetMetadata().GetLabels()[LabelManagedBy] == managedByEndpoint {
+			continue
+		}
+		op := Op{Put: want, Why: "endpoints " + key}
+		if cur == nil {
+			op.Create = true
+		} else {
+			op.ResourceVersion = cur.GetMetadata().GetResourceVersion()
+		}
+		ops = append(ops, op)
+	}
+	for key, e := range existing {
+		if services[key] || e.GetMetadata().GetLabels()[LabelManagedBy] != managedByEndpoint {
+			continue
+		}
+		m := e.GetMetadata()
+		ops = append(ops, Op{Delete: &ObjectKey{Kind: "Endpoints", Namespace: m.GetNamespace(), Name: m.GetName()},
+			ResourceVersion: m.GetResourceVersion(), Why: "service gone: delete endpoints " + key})
+	}
+	return ops
+}
