@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN := bin/shoal
 
-.PHONY: all build test unit e2e lint deps lab lab-down bench bench-store bench-pods proto clean
+.PHONY: image check-recipes all build test unit e2e lint deps lab lab-down bench bench-store bench-pods proto clean
 
 all: build
 
@@ -15,7 +15,7 @@ build:
 
 # The test command of the README and of .ci/run: unit tests, in-process
 # cluster tests, then end-to-end tests of the built binary.
-test: deps lint unit e2e
+test: deps lint check-recipes unit e2e
 
 unit:
 	$(GO) test -race -count=1 ./api/... ./cluster/... ./scheduler/... ./agent/... ./lb/... ./lab/... ./cmd/...
@@ -65,6 +65,18 @@ bench-store: build
 BENCH_PODS_FLAGS ?=
 bench-pods:
 	$(GO) test ./agent -run '^$$' -bench 'BenchmarkPods' -benchtime 1x -count 1 -timeout 15m -args $(BENCH_PODS_FLAGS)
+
+# The container image: the agent on Debian 12 slim with the CNI plugins and
+# iptables. Needs Docker with BuildKit (buildx, or Docker 20.10) and network
+# access to pull golang:1.26-bookworm and debian:bookworm-slim.
+IMAGE ?= shoal
+image:
+	DOCKER_BUILDKIT=1 docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+
+# Checks the Vagrantfile, the multipass recipe, provision.sh and the
+# Dockerfile on a machine that cannot run them (hack/check-recipes.sh).
+check-recipes: deps
+	@bash hack/check-recipes.sh
 
 proto:
 	cd api && protoc -I. -I/usr/include --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative shoal.proto

@@ -12,6 +12,8 @@ command -v nft >/dev/null || need+=(nftables)
 command -v iptables >/dev/null || need+=(iptables)
 command -v busybox >/dev/null || need+=(busybox-static)
 command -v ping >/dev/null || need+=(iputils-ping)
+command -v ruby >/dev/null || need+=(ruby)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
