@@ -72,6 +72,11 @@ func Default(r Resource) {
 			return
 		}
 		o.Metadata = defaultMeta(o.Metadata, false)
+	case *ControllerRevision:
+		if o == nil {
+			return
+		}
+		o.Metadata = defaultMeta(o.Metadata, true)
 	}
 }
 

@@ -92,22 +92,14 @@ func UnmarshalJSON(data []byte, m proto.Message) error {
 // when m is an object that lacks them. m itself is never changed: it may
 // be shared.
 func withTypeMeta(m proto.Message) proto.Message {
-	var apiVersion, kind string
-	switch o := m.(type) {
-	case *Pod:
-		apiVersion, kind = o.GetApiVersion(), o.GetKind()
-	case *Deployment:
-		apiVersion, kind = o.GetApiVersion(), o.GetKind()
-	case *Service:
-		apiVersion, kind = o.GetApiVersion(), o.GetKind()
-	case *Endpoints:
-		apiVersion, kind = o.GetApiVersion(), o.GetKind()
-	case *Node:
-		apiVersion, kind = o.GetApiVersion(), o.GetKind()
-	default:
+	r, ok := m.(Resource)
+	if !ok || !m.ProtoReflect().IsValid() {
 		return m
 	}
-	if apiVersion != "" && kind != "" || !m.ProtoReflect().IsValid() {
+	if kindName(r) == "" {
+		return m
+	}
+	if apiVersion, kind := typeMeta(r); apiVersion != "" && kind != "" {
 		return m
 	}
 	c := proto.Clone(m).(Resource)

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 //go:generate protoc -I. -I/usr/include --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative shoal.proto
@@ -39,6 +40,7 @@ var kindTable = []KindInfo{
 	{Kind: "Deployment", APIVersion: "apps/v1", Plural: "deployments", Aliases: []string{"deployment", "deploy"}, Namespaced: true, New: func() Resource { return &Deployment{} }},
 	{Kind: "Service", APIVersion: "v1", Plural: "services", Aliases: []string{"service", "svc"}, Namespaced: true, New: func() Resource { return &Service{} }},
 	{Kind: "Endpoints", APIVersion: "v1", Plural: "endpoints", Aliases: []string{"endpoint", "ep"}, Namespaced: true, New: func() Resource { return &Endpoints{} }},
+	{Kind: "ControllerRevision", APIVersion: "apps/v1", Plural: "controllerrevisions", Aliases: []string{"controllerrevision", "revision", "revisions"}, Namespaced: true, New: func() Resource { return &ControllerRevision{} }},
 }
 
 // Kinds lists every kind the API serves, in a stable order.
@@ -73,6 +75,15 @@ func MustKind(kind string) KindInfo {
 
 // KindOf returns the canonical kind of an object.
 func KindOf(r Resource) string {
+	if k := kindName(r); k != "" {
+		return k
+	}
+	panic(fmt.Sprintf("KindOf: %T is not a shoal object", r))
+}
+
+// kindName is KindOf, or "" for a message that is no top-level object
+// (a PodTemplateSpec has metadata too).
+func kindName(r Resource) string {
 	switch r.(type) {
 	case *Pod:
 		return "Pod"
@@ -84,8 +95,10 @@ func KindOf(r Resource) string {
 		return "Endpoints"
 	case *Node:
 		return "Node"
+	case *ControllerRevision:
+		return "ControllerRevision"
 	}
-	panic(fmt.Sprintf("KindOf: %T is not a shoal object", r))
+	return ""
 }
 
 // Wrap puts an object into the Object envelope.
@@ -101,6 +114,8 @@ func Wrap(r Resource) *Object {
 		return &Object{Object: &Object_Endpoints{Endpoints: o}}
 	case *Node:
 		return &Object{Object: &Object_Node{Node: o}}
+	case *ControllerRevision:
+		return &Object{Object: &Object_ControllerRevision{ControllerRevision: o}}
 	}
 	panic(fmt.Sprintf("Wrap: %T is not a shoal object", r))
 }
@@ -118,6 +133,8 @@ func (o *Object) Resource() Resource {
 		return v.Endpoints
 	case *Object_Node:
 		return v.Node
+	case *Object_ControllerRevision:
+		return v.ControllerRevision
 	}
 	return nil
 }
@@ -141,16 +158,20 @@ func KeyOf(r Resource) string {
 // the API returns objects.
 func SetTypeMeta(r Resource) {
 	k := MustKind(KindOf(r))
-	switch o := r.(type) {
-	case *Pod:
-		o.ApiVersion, o.Kind = k.APIVersion, k.Kind
-	case *Deployment:
-		o.ApiVersion, o.Kind = k.APIVersion, k.Kind
-	case *Service:
-		o.ApiVersion, o.Kind = k.APIVersion, k.Kind
-	case *Endpoints:
-		o.ApiVersion, o.Kind = k.APIVersion, k.Kind
-	case *Node:
-		o.ApiVersion, o.Kind = k.APIVersion, k.Kind
-	}
+	setTypeMeta(r, k.APIVersion, k.Kind)
+}
+
+// typeMeta reads an object's apiVersion and kind fields (every kind has
+// them, by the same names).
+func typeMeta(r Resource) (apiVersion, kind string) {
+	m := r.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	return m.Get(fields.ByName("api_version")).String(), m.Get(fields.ByName("kind")).String()
+}
+
+func setTypeMeta(r Resource, apiVersion, kind string) {
+	m := r.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	m.Set(fields.ByName("api_version"), protoreflect.ValueOfString(apiVersion))
+	m.Set(fields.ByName("kind"), protoreflect.ValueOfString(kind))
 }

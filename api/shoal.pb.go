@@ -3104,6 +3104,88 @@ func (x *DeploymentCondition) GetLastTransitionTime() string {
 	return ""
 }
 
+// ControllerRevision is one pod template a Deployment has rolled out: its
+// revision history, which `shoal rollout history` lists and `shoal rollout
+// undo` returns to. The deployment controller writes them (named
+// DEPLOYMENT-HASH, owned by the Deployment), as Kubernetes keeps a
+// ReplicaSet per template; Kubernetes' apps/v1 ControllerRevision shape.
+type ControllerRevision struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ApiVersion string                 `protobuf:"bytes,1,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	Kind       string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Metadata   *ObjectMeta            `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// data is the Deployment's pod template of this revision.
+	Data          *PodTemplateSpec `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	Revision      int64            `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ControllerRevision) Reset() {
+	*x = ControllerRevision{}
+	mi := &file_shoal_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ControllerRevision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ControllerRevision) ProtoMessage() {}
+
+func (x *ControllerRevision) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ControllerRevision.ProtoReflect.Descriptor instead.
+func (*ControllerRevision) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ControllerRevision) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
+func (x *ControllerRevision) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ControllerRevision) GetMetadata() *ObjectMeta {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *ControllerRevision) GetData() *PodTemplateSpec {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ControllerRevision) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type Service struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ApiVersion    string                 `protobuf:"bytes,1,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
@@ -3116,7 +3198,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_shoal_proto_msgTypes[45]
+	mi := &file_shoal_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3128,7 +3210,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[45]
+	mi := &file_shoal_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3141,7 +3223,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{45}
+	return file_shoal_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Service) GetApiVersion() string {
@@ -3186,7 +3268,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_shoal_proto_msgTypes[46]
+	mi := &file_shoal_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3280,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[46]
+	mi := &file_shoal_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3293,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{46}
+	return file_shoal_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ServiceSpec) GetSelector() map[string]string {
@@ -3269,7 +3351,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_shoal_proto_msgTypes[47]
+	mi := &file_shoal_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3281,7 +3363,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[47]
+	mi := &file_shoal_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3294,7 +3376,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{47}
+	return file_shoal_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ServicePort) GetName() string {
@@ -3341,7 +3423,7 @@ type SessionAffinityConfig struct {
 
 func (x *SessionAffinityConfig) Reset() {
 	*x = SessionAffinityConfig{}
-	mi := &file_shoal_proto_msgTypes[48]
+	mi := &file_shoal_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3353,7 +3435,7 @@ func (x *SessionAffinityConfig) String() string {
 func (*SessionAffinityConfig) ProtoMessage() {}
 
 func (x *SessionAffinityConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[48]
+	mi := &file_shoal_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3366,7 +3448,7 @@ func (x *SessionAffinityConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionAffinityConfig.ProtoReflect.Descriptor instead.
 func (*SessionAffinityConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{48}
+	return file_shoal_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SessionAffinityConfig) GetClientIp() *ClientIPConfig {
@@ -3385,7 +3467,7 @@ type ClientIPConfig struct {
 
 func (x *ClientIPConfig) Reset() {
 	*x = ClientIPConfig{}
-	mi := &file_shoal_proto_msgTypes[49]
+	mi := &file_shoal_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3397,7 +3479,7 @@ func (x *ClientIPConfig) String() string {
 func (*ClientIPConfig) ProtoMessage() {}
 
 func (x *ClientIPConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[49]
+	mi := &file_shoal_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3410,7 +3492,7 @@ func (x *ClientIPConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientIPConfig.ProtoReflect.Descriptor instead.
 func (*ClientIPConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{49}
+	return file_shoal_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ClientIPConfig) GetTimeoutSeconds() int32 {
@@ -3432,7 +3514,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_shoal_proto_msgTypes[50]
+	mi := &file_shoal_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3444,7 +3526,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[50]
+	mi := &file_shoal_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3457,7 +3539,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{50}
+	return file_shoal_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Endpoints) GetApiVersion() string {
@@ -3499,7 +3581,7 @@ type EndpointSubset struct {
 
 func (x *EndpointSubset) Reset() {
 	*x = EndpointSubset{}
-	mi := &file_shoal_proto_msgTypes[51]
+	mi := &file_shoal_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3511,7 +3593,7 @@ func (x *EndpointSubset) String() string {
 func (*EndpointSubset) ProtoMessage() {}
 
 func (x *EndpointSubset) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[51]
+	mi := &file_shoal_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3524,7 +3606,7 @@ func (x *EndpointSubset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSubset.ProtoReflect.Descriptor instead.
 func (*EndpointSubset) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{51}
+	return file_shoal_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *EndpointSubset) GetAddresses() []*EndpointAddress {
@@ -3560,7 +3642,7 @@ type EndpointAddress struct {
 
 func (x *EndpointAddress) Reset() {
 	*x = EndpointAddress{}
-	mi := &file_shoal_proto_msgTypes[52]
+	mi := &file_shoal_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3572,7 +3654,7 @@ func (x *EndpointAddress) String() string {
 func (*EndpointAddress) ProtoMessage() {}
 
 func (x *EndpointAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[52]
+	mi := &file_shoal_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3585,7 +3667,7 @@ func (x *EndpointAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointAddress.ProtoReflect.Descriptor instead.
 func (*EndpointAddress) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{52}
+	return file_shoal_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *EndpointAddress) GetIp() string {
@@ -3627,7 +3709,7 @@ type EndpointPort struct {
 
 func (x *EndpointPort) Reset() {
 	*x = EndpointPort{}
-	mi := &file_shoal_proto_msgTypes[53]
+	mi := &file_shoal_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3639,7 +3721,7 @@ func (x *EndpointPort) String() string {
 func (*EndpointPort) ProtoMessage() {}
 
 func (x *EndpointPort) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[53]
+	mi := &file_shoal_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3652,7 +3734,7 @@ func (x *EndpointPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointPort.ProtoReflect.Descriptor instead.
 func (*EndpointPort) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{53}
+	return file_shoal_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *EndpointPort) GetName() string {
@@ -3689,7 +3771,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_shoal_proto_msgTypes[54]
+	mi := &file_shoal_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3701,7 +3783,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[54]
+	mi := &file_shoal_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3714,7 +3796,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{54}
+	return file_shoal_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Node) GetApiVersion() string {
@@ -3763,7 +3845,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_shoal_proto_msgTypes[55]
+	mi := &file_shoal_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3775,7 +3857,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[55]
+	mi := &file_shoal_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3788,7 +3870,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{55}
+	return file_shoal_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *NodeSpec) GetPodCidr() string {
@@ -3823,7 +3905,7 @@ type Taint struct {
 
 func (x *Taint) Reset() {
 	*x = Taint{}
-	mi := &file_shoal_proto_msgTypes[56]
+	mi := &file_shoal_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3835,7 +3917,7 @@ func (x *Taint) String() string {
 func (*Taint) ProtoMessage() {}
 
 func (x *Taint) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[56]
+	mi := &file_shoal_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3848,7 +3930,7 @@ func (x *Taint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Taint.ProtoReflect.Descriptor instead.
 func (*Taint) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{56}
+	return file_shoal_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Taint) GetKey() string {
@@ -3891,7 +3973,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_shoal_proto_msgTypes[57]
+	mi := &file_shoal_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3903,7 +3985,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[57]
+	mi := &file_shoal_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3916,7 +3998,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{57}
+	return file_shoal_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *NodeStatus) GetAddresses() []*NodeAddress {
@@ -3985,7 +4067,7 @@ type NodeAddress struct {
 
 func (x *NodeAddress) Reset() {
 	*x = NodeAddress{}
-	mi := &file_shoal_proto_msgTypes[58]
+	mi := &file_shoal_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3997,7 +4079,7 @@ func (x *NodeAddress) String() string {
 func (*NodeAddress) ProtoMessage() {}
 
 func (x *NodeAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[58]
+	mi := &file_shoal_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4010,7 +4092,7 @@ func (x *NodeAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
 func (*NodeAddress) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{58}
+	return file_shoal_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *NodeAddress) GetType() string {
@@ -4041,7 +4123,7 @@ type NodeCondition struct {
 
 func (x *NodeCondition) Reset() {
 	*x = NodeCondition{}
-	mi := &file_shoal_proto_msgTypes[59]
+	mi := &file_shoal_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4053,7 +4135,7 @@ func (x *NodeCondition) String() string {
 func (*NodeCondition) ProtoMessage() {}
 
 func (x *NodeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[59]
+	mi := &file_shoal_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4066,7 +4148,7 @@ func (x *NodeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCondition.ProtoReflect.Descriptor instead.
 func (*NodeCondition) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{59}
+	return file_shoal_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *NodeCondition) GetType() string {
@@ -4126,7 +4208,7 @@ type NodeSystemInfo struct {
 
 func (x *NodeSystemInfo) Reset() {
 	*x = NodeSystemInfo{}
-	mi := &file_shoal_proto_msgTypes[60]
+	mi := &file_shoal_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4138,7 +4220,7 @@ func (x *NodeSystemInfo) String() string {
 func (*NodeSystemInfo) ProtoMessage() {}
 
 func (x *NodeSystemInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[60]
+	mi := &file_shoal_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4151,7 +4233,7 @@ func (x *NodeSystemInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSystemInfo.ProtoReflect.Descriptor instead.
 func (*NodeSystemInfo) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{60}
+	return file_shoal_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *NodeSystemInfo) GetMachineId() string {
@@ -4213,6 +4295,7 @@ type Object struct {
 	//	*Object_Service
 	//	*Object_Endpoints
 	//	*Object_Node
+	//	*Object_ControllerRevision
 	Object        isObject_Object `protobuf_oneof:"object"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4220,7 +4303,7 @@ type Object struct {
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_shoal_proto_msgTypes[61]
+	mi := &file_shoal_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4232,7 +4315,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[61]
+	mi := &file_shoal_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4245,7 +4328,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{61}
+	return file_shoal_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Object) GetObject() isObject_Object {
@@ -4300,6 +4383,15 @@ func (x *Object) GetNode() *Node {
 	return nil
 }
 
+func (x *Object) GetControllerRevision() *ControllerRevision {
+	if x != nil {
+		if x, ok := x.Object.(*Object_ControllerRevision); ok {
+			return x.ControllerRevision
+		}
+	}
+	return nil
+}
+
 type isObject_Object interface {
 	isObject_Object()
 }
@@ -4324,6 +4416,10 @@ type Object_Node struct {
 	Node *Node `protobuf:"bytes,5,opt,name=node,proto3,oneof"`
 }
 
+type Object_ControllerRevision struct {
+	ControllerRevision *ControllerRevision `protobuf:"bytes,6,opt,name=controller_revision,json=controllerRevision,proto3,oneof"`
+}
+
 func (*Object_Pod) isObject_Object() {}
 
 func (*Object_Deployment) isObject_Object() {}
@@ -4333,6 +4429,8 @@ func (*Object_Service) isObject_Object() {}
 func (*Object_Endpoints) isObject_Object() {}
 
 func (*Object_Node) isObject_Object() {}
+
+func (*Object_ControllerRevision) isObject_Object() {}
 
 type ApplyRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -4349,7 +4447,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_shoal_proto_msgTypes[62]
+	mi := &file_shoal_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4361,7 +4459,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[62]
+	mi := &file_shoal_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4374,7 +4472,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{62}
+	return file_shoal_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ApplyRequest) GetObjects() []*Object {
@@ -4410,7 +4508,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_shoal_proto_msgTypes[63]
+	mi := &file_shoal_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4422,7 +4520,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[63]
+	mi := &file_shoal_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4435,7 +4533,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{63}
+	return file_shoal_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ApplyResponse) GetObjects() []*Object {
@@ -4463,7 +4561,7 @@ type ApplyFailure struct {
 
 func (x *ApplyFailure) Reset() {
 	*x = ApplyFailure{}
-	mi := &file_shoal_proto_msgTypes[64]
+	mi := &file_shoal_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4475,7 +4573,7 @@ func (x *ApplyFailure) String() string {
 func (*ApplyFailure) ProtoMessage() {}
 
 func (x *ApplyFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[64]
+	mi := &file_shoal_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4488,7 +4586,7 @@ func (x *ApplyFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyFailure.ProtoReflect.Descriptor instead.
 func (*ApplyFailure) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{64}
+	return file_shoal_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ApplyFailure) GetIndex() int32 {
@@ -4525,7 +4623,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_shoal_proto_msgTypes[65]
+	mi := &file_shoal_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4537,7 +4635,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[65]
+	mi := &file_shoal_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4550,7 +4648,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{65}
+	return file_shoal_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *GetRequest) GetKind() string {
@@ -4596,7 +4694,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_shoal_proto_msgTypes[66]
+	mi := &file_shoal_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4608,7 +4706,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[66]
+	mi := &file_shoal_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4621,7 +4719,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{66}
+	return file_shoal_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListRequest) GetKind() string {
@@ -4670,7 +4768,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_shoal_proto_msgTypes[67]
+	mi := &file_shoal_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4682,7 +4780,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[67]
+	mi := &file_shoal_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4695,7 +4793,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{67}
+	return file_shoal_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListResponse) GetItems() []*Object {
@@ -4725,7 +4823,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_shoal_proto_msgTypes[68]
+	mi := &file_shoal_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4737,7 +4835,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[68]
+	mi := &file_shoal_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4750,7 +4848,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{68}
+	return file_shoal_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *DeleteRequest) GetKind() string {
@@ -4790,7 +4888,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_shoal_proto_msgTypes[69]
+	mi := &file_shoal_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4802,7 +4900,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[69]
+	mi := &file_shoal_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4815,7 +4913,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{69}
+	return file_shoal_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *DeleteResponse) GetObject() *Object {
@@ -4838,7 +4936,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_shoal_proto_msgTypes[70]
+	mi := &file_shoal_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4850,7 +4948,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[70]
+	mi := &file_shoal_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4863,7 +4961,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{70}
+	return file_shoal_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *WatchRequest) GetKind() string {
@@ -4905,7 +5003,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_shoal_proto_msgTypes[71]
+	mi := &file_shoal_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4917,7 +5015,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[71]
+	mi := &file_shoal_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4930,7 +5028,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{71}
+	return file_shoal_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *WatchEvent) GetType() string {
@@ -4963,7 +5061,7 @@ type TokenRequest struct {
 
 func (x *TokenRequest) Reset() {
 	*x = TokenRequest{}
-	mi := &file_shoal_proto_msgTypes[72]
+	mi := &file_shoal_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4975,7 +5073,7 @@ func (x *TokenRequest) String() string {
 func (*TokenRequest) ProtoMessage() {}
 
 func (x *TokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[72]
+	mi := &file_shoal_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4988,7 +5086,7 @@ func (x *TokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRequest.ProtoReflect.Descriptor instead.
 func (*TokenRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{72}
+	return file_shoal_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *TokenRequest) GetRotate() bool {
@@ -5009,7 +5107,7 @@ type TokenResponse struct {
 
 func (x *TokenResponse) Reset() {
 	*x = TokenResponse{}
-	mi := &file_shoal_proto_msgTypes[73]
+	mi := &file_shoal_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5021,7 +5119,7 @@ func (x *TokenResponse) String() string {
 func (*TokenResponse) ProtoMessage() {}
 
 func (x *TokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[73]
+	mi := &file_shoal_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5034,7 +5132,7 @@ func (x *TokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenResponse.ProtoReflect.Descriptor instead.
 func (*TokenResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{73}
+	return file_shoal_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *TokenResponse) GetToken() string {
@@ -5060,7 +5158,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_shoal_proto_msgTypes[74]
+	mi := &file_shoal_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5072,7 +5170,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[74]
+	mi := &file_shoal_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5085,7 +5183,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{74}
+	return file_shoal_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RemoveNodeRequest) GetName() string {
@@ -5103,7 +5201,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_shoal_proto_msgTypes[75]
+	mi := &file_shoal_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5115,7 +5213,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[75]
+	mi := &file_shoal_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5128,7 +5226,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{75}
+	return file_shoal_proto_rawDescGZIP(), []int{76}
 }
 
 type VersionRequest struct {
@@ -5139,7 +5237,7 @@ type VersionRequest struct {
 
 func (x *VersionRequest) Reset() {
 	*x = VersionRequest{}
-	mi := &file_shoal_proto_msgTypes[76]
+	mi := &file_shoal_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5151,7 +5249,7 @@ func (x *VersionRequest) String() string {
 func (*VersionRequest) ProtoMessage() {}
 
 func (x *VersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[76]
+	mi := &file_shoal_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5164,7 +5262,7 @@ func (x *VersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionRequest.ProtoReflect.Descriptor instead.
 func (*VersionRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{76}
+	return file_shoal_proto_rawDescGZIP(), []int{77}
 }
 
 type VersionResponse struct {
@@ -5178,7 +5276,7 @@ type VersionResponse struct {
 
 func (x *VersionResponse) Reset() {
 	*x = VersionResponse{}
-	mi := &file_shoal_proto_msgTypes[77]
+	mi := &file_shoal_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5190,7 +5288,7 @@ func (x *VersionResponse) String() string {
 func (*VersionResponse) ProtoMessage() {}
 
 func (x *VersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[77]
+	mi := &file_shoal_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5203,7 +5301,7 @@ func (x *VersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionResponse.ProtoReflect.Descriptor instead.
 func (*VersionResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{77}
+	return file_shoal_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *VersionResponse) GetVersion() string {
@@ -5243,7 +5341,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_shoal_proto_msgTypes[78]
+	mi := &file_shoal_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5255,7 +5353,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[78]
+	mi := &file_shoal_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5268,7 +5366,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{78}
+	return file_shoal_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *LogsRequest) GetNamespace() string {
@@ -5322,7 +5420,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_shoal_proto_msgTypes[79]
+	mi := &file_shoal_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5334,7 +5432,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[79]
+	mi := &file_shoal_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5347,7 +5445,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{79}
+	return file_shoal_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *LogChunk) GetData() []byte {
@@ -5374,7 +5472,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_shoal_proto_msgTypes[80]
+	mi := &file_shoal_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5386,7 +5484,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[80]
+	mi := &file_shoal_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5399,7 +5497,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{80}
+	return file_shoal_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ExecRequest) GetNamespace() string {
@@ -5471,7 +5569,7 @@ type ExecResponse struct {
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_shoal_proto_msgTypes[81]
+	mi := &file_shoal_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5483,7 +5581,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[81]
+	mi := &file_shoal_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5496,7 +5594,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{81}
+	return file_shoal_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ExecResponse) GetStdout() []byte {
@@ -5539,7 +5637,7 @@ type ImageChunk struct {
 
 func (x *ImageChunk) Reset() {
 	*x = ImageChunk{}
-	mi := &file_shoal_proto_msgTypes[82]
+	mi := &file_shoal_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5551,7 +5649,7 @@ func (x *ImageChunk) String() string {
 func (*ImageChunk) ProtoMessage() {}
 
 func (x *ImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[82]
+	mi := &file_shoal_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5564,7 +5662,7 @@ func (x *ImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageChunk.ProtoReflect.Descriptor instead.
 func (*ImageChunk) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{82}
+	return file_shoal_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ImageChunk) GetNode() string {
@@ -5591,7 +5689,7 @@ type LoadImageResponse struct {
 
 func (x *LoadImageResponse) Reset() {
 	*x = LoadImageResponse{}
-	mi := &file_shoal_proto_msgTypes[83]
+	mi := &file_shoal_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5603,7 +5701,7 @@ func (x *LoadImageResponse) String() string {
 func (*LoadImageResponse) ProtoMessage() {}
 
 func (x *LoadImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[83]
+	mi := &file_shoal_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5616,7 +5714,7 @@ func (x *LoadImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadImageResponse.ProtoReflect.Descriptor instead.
 func (*LoadImageResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{83}
+	return file_shoal_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *LoadImageResponse) GetNode() string {
@@ -5651,7 +5749,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_shoal_proto_msgTypes[84]
+	mi := &file_shoal_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5663,7 +5761,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[84]
+	mi := &file_shoal_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5676,7 +5774,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{84}
+	return file_shoal_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -5736,7 +5834,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_shoal_proto_msgTypes[85]
+	mi := &file_shoal_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5748,7 +5846,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[85]
+	mi := &file_shoal_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5761,7 +5859,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{85}
+	return file_shoal_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *JoinResponse) GetCertificate() []byte {
@@ -6093,7 +6191,14 @@ const file_shoal_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12(\n" +
 	"\x10last_update_time\x18\x05 \x01(\tR\x0elastUpdateTime\x120\n" +
-	"\x14last_transition_time\x18\x06 \x01(\tR\x12lastTransitionTime\"\x9b\x01\n" +
+	"\x14last_transition_time\x18\x06 \x01(\tR\x12lastTransitionTime\"\xc6\x01\n" +
+	"\x12ControllerRevision\x12\x1f\n" +
+	"\vapi_version\x18\x01 \x01(\tR\n" +
+	"apiVersion\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
+	"\bmetadata\x18\x03 \x01(\v2\x14.shoal.v1.ObjectMetaR\bmetadata\x12-\n" +
+	"\x04data\x18\x04 \x01(\v2\x19.shoal.v1.PodTemplateSpecR\x04data\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\"\x9b\x01\n" +
 	"\aService\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
@@ -6196,7 +6301,7 @@ const file_shoal_proto_rawDesc = "" +
 	"\x19container_runtime_version\x18\x04 \x01(\tR\x17containerRuntimeVersion\x12#\n" +
 	"\rshoal_version\x18\x05 \x01(\tR\fshoalVersion\x12)\n" +
 	"\x10operating_system\x18\x06 \x01(\tR\x0foperatingSystem\x12\"\n" +
-	"\farchitecture\x18\a \x01(\tR\farchitecture\"\xf7\x01\n" +
+	"\farchitecture\x18\a \x01(\tR\farchitecture\"\xc8\x02\n" +
 	"\x06Object\x12!\n" +
 	"\x03pod\x18\x01 \x01(\v2\r.shoal.v1.PodH\x00R\x03pod\x126\n" +
 	"\n" +
@@ -6204,7 +6309,8 @@ const file_shoal_proto_rawDesc = "" +
 	"deployment\x12-\n" +
 	"\aservice\x18\x03 \x01(\v2\x11.shoal.v1.ServiceH\x00R\aservice\x123\n" +
 	"\tendpoints\x18\x04 \x01(\v2\x13.shoal.v1.EndpointsH\x00R\tendpoints\x12$\n" +
-	"\x04node\x18\x05 \x01(\v2\x0e.shoal.v1.NodeH\x00R\x04nodeB\b\n" +
+	"\x04node\x18\x05 \x01(\v2\x0e.shoal.v1.NodeH\x00R\x04node\x12O\n" +
+	"\x13controller_revision\x18\x06 \x01(\v2\x1c.shoal.v1.ControllerRevisionH\x00R\x12controllerRevisionB\b\n" +
 	"\x06object\"s\n" +
 	"\fApplyRequest\x12*\n" +
 	"\aobjects\x18\x01 \x03(\v2\x10.shoal.v1.ObjectR\aobjects\x12\x1f\n" +
@@ -6344,7 +6450,7 @@ func file_shoal_proto_rawDescGZIP() []byte {
 	return file_shoal_proto_rawDescData
 }
 
-var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
+var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 96)
 var file_shoal_proto_goTypes = []any{
 	(*ObjectMeta)(nil),               // 0: shoal.v1.ObjectMeta
 	(*OwnerReference)(nil),           // 1: shoal.v1.OwnerReference
@@ -6391,63 +6497,64 @@ var file_shoal_proto_goTypes = []any{
 	(*RollingUpdateDeployment)(nil),  // 42: shoal.v1.RollingUpdateDeployment
 	(*DeploymentStatus)(nil),         // 43: shoal.v1.DeploymentStatus
 	(*DeploymentCondition)(nil),      // 44: shoal.v1.DeploymentCondition
-	(*Service)(nil),                  // 45: shoal.v1.Service
-	(*ServiceSpec)(nil),              // 46: shoal.v1.ServiceSpec
-	(*ServicePort)(nil),              // 47: shoal.v1.ServicePort
-	(*SessionAffinityConfig)(nil),    // 48: shoal.v1.SessionAffinityConfig
-	(*ClientIPConfig)(nil),           // 49: shoal.v1.ClientIPConfig
-	(*Endpoints)(nil),                // 50: shoal.v1.Endpoints
-	(*EndpointSubset)(nil),           // 51: shoal.v1.EndpointSubset
-	(*EndpointAddress)(nil),          // 52: shoal.v1.EndpointAddress
-	(*EndpointPort)(nil),             // 53: shoal.v1.EndpointPort
-	(*Node)(nil),                     // 54: shoal.v1.Node
-	(*NodeSpec)(nil),                 // 55: shoal.v1.NodeSpec
-	(*Taint)(nil),                    // 56: shoal.v1.Taint
-	(*NodeStatus)(nil),               // 57: shoal.v1.NodeStatus
-	(*NodeAddress)(nil),              // 58: shoal.v1.NodeAddress
-	(*NodeCondition)(nil),            // 59: shoal.v1.NodeCondition
-	(*NodeSystemInfo)(nil),           // 60: shoal.v1.NodeSystemInfo
-	(*Object)(nil),                   // 61: shoal.v1.Object
-	(*ApplyRequest)(nil),             // 62: shoal.v1.ApplyRequest
-	(*ApplyResponse)(nil),            // 63: shoal.v1.ApplyResponse
-	(*ApplyFailure)(nil),             // 64: shoal.v1.ApplyFailure
-	(*GetRequest)(nil),               // 65: shoal.v1.GetRequest
-	(*ListRequest)(nil),              // 66: shoal.v1.ListRequest
-	(*ListResponse)(nil),             // 67: shoal.v1.ListResponse
-	(*DeleteRequest)(nil),            // 68: shoal.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 69: shoal.v1.DeleteResponse
-	(*WatchRequest)(nil),             // 70: shoal.v1.WatchRequest
-	(*WatchEvent)(nil),               // 71: shoal.v1.WatchEvent
-	(*TokenRequest)(nil),             // 72: shoal.v1.TokenRequest
-	(*TokenResponse)(nil),            // 73: shoal.v1.TokenResponse
-	(*RemoveNodeRequest)(nil),        // 74: shoal.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),       // 75: shoal.v1.RemoveNodeResponse
-	(*VersionRequest)(nil),           // 76: shoal.v1.VersionRequest
-	(*VersionResponse)(nil),          // 77: shoal.v1.VersionResponse
-	(*LogsRequest)(nil),              // 78: shoal.v1.LogsRequest
-	(*LogChunk)(nil),                 // 79: shoal.v1.LogChunk
-	(*ExecRequest)(nil),              // 80: shoal.v1.ExecRequest
-	(*ExecResponse)(nil),             // 81: shoal.v1.ExecResponse
-	(*ImageChunk)(nil),               // 82: shoal.v1.ImageChunk
-	(*LoadImageResponse)(nil),        // 83: shoal.v1.LoadImageResponse
-	(*JoinRequest)(nil),              // 84: shoal.v1.JoinRequest
-	(*JoinResponse)(nil),             // 85: shoal.v1.JoinResponse
-	nil,                              // 86: shoal.v1.ObjectMeta.LabelsEntry
-	nil,                              // 87: shoal.v1.ObjectMeta.AnnotationsEntry
-	nil,                              // 88: shoal.v1.LabelSelector.MatchLabelsEntry
-	nil,                              // 89: shoal.v1.PodSpec.NodeSelectorEntry
-	nil,                              // 90: shoal.v1.ResourceRequirements.LimitsEntry
-	nil,                              // 91: shoal.v1.ResourceRequirements.RequestsEntry
-	nil,                              // 92: shoal.v1.ServiceSpec.SelectorEntry
-	nil,                              // 93: shoal.v1.NodeStatus.CapacityEntry
-	nil,                              // 94: shoal.v1.NodeStatus.AllocatableEntry
-	(*structpb.Value)(nil),           // 95: google.protobuf.Value
+	(*ControllerRevision)(nil),       // 45: shoal.v1.ControllerRevision
+	(*Service)(nil),                  // 46: shoal.v1.Service
+	(*ServiceSpec)(nil),              // 47: shoal.v1.ServiceSpec
+	(*ServicePort)(nil),              // 48: shoal.v1.ServicePort
+	(*SessionAffinityConfig)(nil),    // 49: shoal.v1.SessionAffinityConfig
+	(*ClientIPConfig)(nil),           // 50: shoal.v1.ClientIPConfig
+	(*Endpoints)(nil),                // 51: shoal.v1.Endpoints
+	(*EndpointSubset)(nil),           // 52: shoal.v1.EndpointSubset
+	(*EndpointAddress)(nil),          // 53: shoal.v1.EndpointAddress
+	(*EndpointPort)(nil),             // 54: shoal.v1.EndpointPort
+	(*Node)(nil),                     // 55: shoal.v1.Node
+	(*NodeSpec)(nil),                 // 56: shoal.v1.NodeSpec
+	(*Taint)(nil),                    // 57: shoal.v1.Taint
+	(*NodeStatus)(nil),               // 58: shoal.v1.NodeStatus
+	(*NodeAddress)(nil),              // 59: shoal.v1.NodeAddress
+	(*NodeCondition)(nil),            // 60: shoal.v1.NodeCondition
+	(*NodeSystemInfo)(nil),           // 61: shoal.v1.NodeSystemInfo
+	(*Object)(nil),                   // 62: shoal.v1.Object
+	(*ApplyRequest)(nil),             // 63: shoal.v1.ApplyRequest
+	(*ApplyResponse)(nil),            // 64: shoal.v1.ApplyResponse
+	(*ApplyFailure)(nil),             // 65: shoal.v1.ApplyFailure
+	(*GetRequest)(nil),               // 66: shoal.v1.GetRequest
+	(*ListRequest)(nil),              // 67: shoal.v1.ListRequest
+	(*ListResponse)(nil),             // 68: shoal.v1.ListResponse
+	(*DeleteRequest)(nil),            // 69: shoal.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 70: shoal.v1.DeleteResponse
+	(*WatchRequest)(nil),             // 71: shoal.v1.WatchRequest
+	(*WatchEvent)(nil),               // 72: shoal.v1.WatchEvent
+	(*TokenRequest)(nil),             // 73: shoal.v1.TokenRequest
+	(*TokenResponse)(nil),            // 74: shoal.v1.TokenResponse
+	(*RemoveNodeRequest)(nil),        // 75: shoal.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),       // 76: shoal.v1.RemoveNodeResponse
+	(*VersionRequest)(nil),           // 77: shoal.v1.VersionRequest
+	(*VersionResponse)(nil),          // 78: shoal.v1.VersionResponse
+	(*LogsRequest)(nil),              // 79: shoal.v1.LogsRequest
+	(*LogChunk)(nil),                 // 80: shoal.v1.LogChunk
+	(*ExecRequest)(nil),              // 81: shoal.v1.ExecRequest
+	(*ExecResponse)(nil),             // 82: shoal.v1.ExecResponse
+	(*ImageChunk)(nil),               // 83: shoal.v1.ImageChunk
+	(*LoadImageResponse)(nil),        // 84: shoal.v1.LoadImageResponse
+	(*JoinRequest)(nil),              // 85: shoal.v1.JoinRequest
+	(*JoinResponse)(nil),             // 86: shoal.v1.JoinResponse
+	nil,                              // 87: shoal.v1.ObjectMeta.LabelsEntry
+	nil,                              // 88: shoal.v1.ObjectMeta.AnnotationsEntry
+	nil,                              // 89: shoal.v1.LabelSelector.MatchLabelsEntry
+	nil,                              // 90: shoal.v1.PodSpec.NodeSelectorEntry
+	nil,                              // 91: shoal.v1.ResourceRequirements.LimitsEntry
+	nil,                              // 92: shoal.v1.ResourceRequirements.RequestsEntry
+	nil,                              // 93: shoal.v1.ServiceSpec.SelectorEntry
+	nil,                              // 94: shoal.v1.NodeStatus.CapacityEntry
+	nil,                              // 95: shoal.v1.NodeStatus.AllocatableEntry
+	(*structpb.Value)(nil),           // 96: google.protobuf.Value
 }
 var file_shoal_proto_depIdxs = []int32{
-	86,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
-	87,  // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
+	87,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
+	88,  // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
 	1,   // 2: shoal.v1.ObjectMeta.owner_references:type_name -> shoal.v1.OwnerReference
-	88,  // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
+	89,  // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
 	3,   // 4: shoal.v1.LabelSelector.match_expressions:type_name -> shoal.v1.LabelSelectorRequirement
 	0,   // 5: shoal.v1.Pod.metadata:type_name -> shoal.v1.ObjectMeta
 	7,   // 6: shoal.v1.Pod.spec:type_name -> shoal.v1.PodSpec
@@ -6456,7 +6563,7 @@ var file_shoal_proto_depIdxs = []int32{
 	7,   // 9: shoal.v1.PodTemplateSpec.spec:type_name -> shoal.v1.PodSpec
 	8,   // 10: shoal.v1.PodSpec.containers:type_name -> shoal.v1.Container
 	13,  // 11: shoal.v1.PodSpec.volumes:type_name -> shoal.v1.Volume
-	89,  // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
+	90,  // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
 	21,  // 13: shoal.v1.PodSpec.affinity:type_name -> shoal.v1.Affinity
 	30,  // 14: shoal.v1.PodSpec.tolerations:type_name -> shoal.v1.Toleration
 	31,  // 15: shoal.v1.PodSpec.topology_spread_constraints:type_name -> shoal.v1.TopologySpreadConstraint
@@ -6467,16 +6574,16 @@ var file_shoal_proto_depIdxs = []int32{
 	16,  // 20: shoal.v1.Container.liveness_probe:type_name -> shoal.v1.Probe
 	16,  // 21: shoal.v1.Container.readiness_probe:type_name -> shoal.v1.Probe
 	16,  // 22: shoal.v1.Container.startup_probe:type_name -> shoal.v1.Probe
-	90,  // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
-	91,  // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
+	91,  // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
+	92,  // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
 	14,  // 25: shoal.v1.Volume.empty_dir:type_name -> shoal.v1.EmptyDirVolumeSource
 	15,  // 26: shoal.v1.Volume.host_path:type_name -> shoal.v1.HostPathVolumeSource
 	17,  // 27: shoal.v1.Probe.exec:type_name -> shoal.v1.ExecAction
 	18,  // 28: shoal.v1.Probe.http_get:type_name -> shoal.v1.HTTPGetAction
 	20,  // 29: shoal.v1.Probe.tcp_socket:type_name -> shoal.v1.TCPSocketAction
-	95,  // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
+	96,  // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
 	19,  // 31: shoal.v1.HTTPGetAction.http_headers:type_name -> shoal.v1.HTTPHeader
-	95,  // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
+	96,  // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
 	22,  // 33: shoal.v1.Affinity.node_affinity:type_name -> shoal.v1.NodeAffinity
 	27,  // 34: shoal.v1.Affinity.pod_anti_affinity:type_name -> shoal.v1.PodAntiAffinity
 	23,  // 35: shoal.v1.NodeAffinity.required_during_scheduling_ignored_during_execution:type_name -> shoal.v1.NodeSelector
@@ -6503,71 +6610,74 @@ var file_shoal_proto_depIdxs = []int32{
 	6,   // 56: shoal.v1.DeploymentSpec.template:type_name -> shoal.v1.PodTemplateSpec
 	41,  // 57: shoal.v1.DeploymentSpec.strategy:type_name -> shoal.v1.DeploymentStrategy
 	42,  // 58: shoal.v1.DeploymentStrategy.rolling_update:type_name -> shoal.v1.RollingUpdateDeployment
-	95,  // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
-	95,  // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
+	96,  // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
+	96,  // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
 	44,  // 61: shoal.v1.DeploymentStatus.conditions:type_name -> shoal.v1.DeploymentCondition
-	0,   // 62: shoal.v1.Service.metadata:type_name -> shoal.v1.ObjectMeta
-	46,  // 63: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	92,  // 64: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
-	47,  // 65: shoal.v1.ServiceSpec.ports:type_name -> shoal.v1.ServicePort
-	48,  // 66: shoal.v1.ServiceSpec.session_affinity_config:type_name -> shoal.v1.SessionAffinityConfig
-	95,  // 67: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
-	49,  // 68: shoal.v1.SessionAffinityConfig.client_ip:type_name -> shoal.v1.ClientIPConfig
-	0,   // 69: shoal.v1.Endpoints.metadata:type_name -> shoal.v1.ObjectMeta
-	51,  // 70: shoal.v1.Endpoints.subsets:type_name -> shoal.v1.EndpointSubset
-	52,  // 71: shoal.v1.EndpointSubset.addresses:type_name -> shoal.v1.EndpointAddress
-	52,  // 72: shoal.v1.EndpointSubset.not_ready_addresses:type_name -> shoal.v1.EndpointAddress
-	53,  // 73: shoal.v1.EndpointSubset.ports:type_name -> shoal.v1.EndpointPort
-	4,   // 74: shoal.v1.EndpointAddress.target_ref:type_name -> shoal.v1.ObjectReference
-	0,   // 75: shoal.v1.Node.metadata:type_name -> shoal.v1.ObjectMeta
-	55,  // 76: shoal.v1.Node.spec:type_name -> shoal.v1.NodeSpec
-	57,  // 77: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
-	56,  // 78: shoal.v1.NodeSpec.taints:type_name -> shoal.v1.Taint
-	58,  // 79: shoal.v1.NodeStatus.addresses:type_name -> shoal.v1.NodeAddress
-	59,  // 80: shoal.v1.NodeStatus.conditions:type_name -> shoal.v1.NodeCondition
-	93,  // 81: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
-	94,  // 82: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
-	60,  // 83: shoal.v1.NodeStatus.node_info:type_name -> shoal.v1.NodeSystemInfo
-	5,   // 84: shoal.v1.Object.pod:type_name -> shoal.v1.Pod
-	39,  // 85: shoal.v1.Object.deployment:type_name -> shoal.v1.Deployment
-	45,  // 86: shoal.v1.Object.service:type_name -> shoal.v1.Service
-	50,  // 87: shoal.v1.Object.endpoints:type_name -> shoal.v1.Endpoints
-	54,  // 88: shoal.v1.Object.node:type_name -> shoal.v1.Node
-	61,  // 89: shoal.v1.ApplyRequest.objects:type_name -> shoal.v1.Object
-	61,  // 90: shoal.v1.ApplyResponse.objects:type_name -> shoal.v1.Object
-	64,  // 91: shoal.v1.ApplyResponse.failures:type_name -> shoal.v1.ApplyFailure
-	61,  // 92: shoal.v1.ListResponse.items:type_name -> shoal.v1.Object
-	61,  // 93: shoal.v1.DeleteResponse.object:type_name -> shoal.v1.Object
-	61,  // 94: shoal.v1.WatchEvent.object:type_name -> shoal.v1.Object
-	62,  // 95: shoal.v1.Shoal.Apply:input_type -> shoal.v1.ApplyRequest
-	65,  // 96: shoal.v1.Shoal.Get:input_type -> shoal.v1.GetRequest
-	66,  // 97: shoal.v1.Shoal.List:input_type -> shoal.v1.ListRequest
-	68,  // 98: shoal.v1.Shoal.Delete:input_type -> shoal.v1.DeleteRequest
-	70,  // 99: shoal.v1.Shoal.Watch:input_type -> shoal.v1.WatchRequest
-	72,  // 100: shoal.v1.Shoal.Token:input_type -> shoal.v1.TokenRequest
-	74,  // 101: shoal.v1.Shoal.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
-	76,  // 102: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
-	78,  // 103: shoal.v1.Shoal.Logs:input_type -> shoal.v1.LogsRequest
-	80,  // 104: shoal.v1.Shoal.Exec:input_type -> shoal.v1.ExecRequest
-	82,  // 105: shoal.v1.Shoal.LoadImage:input_type -> shoal.v1.ImageChunk
-	84,  // 106: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
-	63,  // 107: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
-	61,  // 108: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
-	67,  // 109: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
-	69,  // 110: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
-	71,  // 111: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
-	73,  // 112: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
-	75,  // 113: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	77,  // 114: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
-	79,  // 115: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
-	81,  // 116: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
-	83,  // 117: shoal.v1.Shoal.LoadImage:output_type -> shoal.v1.LoadImageResponse
-	85,  // 118: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
-	107, // [107:119] is the sub-list for method output_type
-	95,  // [95:107] is the sub-list for method input_type
-	95,  // [95:95] is the sub-list for extension type_name
-	95,  // [95:95] is the sub-list for extension extendee
-	0,   // [0:95] is the sub-list for field type_name
+	0,   // 62: shoal.v1.ControllerRevision.metadata:type_name -> shoal.v1.ObjectMeta
+	6,   // 63: shoal.v1.ControllerRevision.data:type_name -> shoal.v1.PodTemplateSpec
+	0,   // 64: shoal.v1.Service.metadata:type_name -> shoal.v1.ObjectMeta
+	47,  // 65: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
+	93,  // 66: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
+	48,  // 67: shoal.v1.ServiceSpec.ports:type_name -> shoal.v1.ServicePort
+	49,  // 68: shoal.v1.ServiceSpec.session_affinity_config:type_name -> shoal.v1.SessionAffinityConfig
+	96,  // 69: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
+	50,  // 70: shoal.v1.SessionAffinityConfig.client_ip:type_name -> shoal.v1.ClientIPConfig
+	0,   // 71: shoal.v1.Endpoints.metadata:type_name -> shoal.v1.ObjectMeta
+	52,  // 72: shoal.v1.Endpoints.subsets:type_name -> shoal.v1.EndpointSubset
+	53,  // 73: shoal.v1.EndpointSubset.addresses:type_name -> shoal.v1.EndpointAddress
+	53,  // 74: shoal.v1.EndpointSubset.not_ready_addresses:type_name -> shoal.v1.EndpointAddress
+	54,  // 75: shoal.v1.EndpointSubset.ports:type_name -> shoal.v1.EndpointPort
+	4,   // 76: shoal.v1.EndpointAddress.target_ref:type_name -> shoal.v1.ObjectReference
+	0,   // 77: shoal.v1.Node.metadata:type_name -> shoal.v1.ObjectMeta
+	56,  // 78: shoal.v1.Node.spec:type_name -> shoal.v1.NodeSpec
+	58,  // 79: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
+	57,  // 80: shoal.v1.NodeSpec.taints:type_name -> shoal.v1.Taint
+	59,  // 81: shoal.v1.NodeStatus.addresses:type_name -> shoal.v1.NodeAddress
+	60,  // 82: shoal.v1.NodeStatus.conditions:type_name -> shoal.v1.NodeCondition
+	94,  // 83: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
+	95,  // 84: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
+	61,  // 85: shoal.v1.NodeStatus.node_info:type_name -> shoal.v1.NodeSystemInfo
+	5,   // 86: shoal.v1.Object.pod:type_name -> shoal.v1.Pod
+	39,  // 87: shoal.v1.Object.deployment:type_name -> shoal.v1.Deployment
+	46,  // 88: shoal.v1.Object.service:type_name -> shoal.v1.Service
+	51,  // 89: shoal.v1.Object.endpoints:type_name -> shoal.v1.Endpoints
+	55,  // 90: shoal.v1.Object.node:type_name -> shoal.v1.Node
+	45,  // 91: shoal.v1.Object.controller_revision:type_name -> shoal.v1.ControllerRevision
+	62,  // 92: shoal.v1.ApplyRequest.objects:type_name -> shoal.v1.Object
+	62,  // 93: shoal.v1.ApplyResponse.objects:type_name -> shoal.v1.Object
+	65,  // 94: shoal.v1.ApplyResponse.failures:type_name -> shoal.v1.ApplyFailure
+	62,  // 95: shoal.v1.ListResponse.items:type_name -> shoal.v1.Object
+	62,  // 96: shoal.v1.DeleteResponse.object:type_name -> shoal.v1.Object
+	62,  // 97: shoal.v1.WatchEvent.object:type_name -> shoal.v1.Object
+	63,  // 98: shoal.v1.Shoal.Apply:input_type -> shoal.v1.ApplyRequest
+	66,  // 99: shoal.v1.Shoal.Get:input_type -> shoal.v1.GetRequest
+	67,  // 100: shoal.v1.Shoal.List:input_type -> shoal.v1.ListRequest
+	69,  // 101: shoal.v1.Shoal.Delete:input_type -> shoal.v1.DeleteRequest
+	71,  // 102: shoal.v1.Shoal.Watch:input_type -> shoal.v1.WatchRequest
+	73,  // 103: shoal.v1.Shoal.Token:input_type -> shoal.v1.TokenRequest
+	75,  // 104: shoal.v1.Shoal.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
+	77,  // 105: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
+	79,  // 106: shoal.v1.Shoal.Logs:input_type -> shoal.v1.LogsRequest
+	81,  // 107: shoal.v1.Shoal.Exec:input_type -> shoal.v1.ExecRequest
+	83,  // 108: shoal.v1.Shoal.LoadImage:input_type -> shoal.v1.ImageChunk
+	85,  // 109: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
+	64,  // 110: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
+	62,  // 111: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
+	68,  // 112: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
+	70,  // 113: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
+	72,  // 114: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
+	74,  // 115: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
+	76,  // 116: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	78,  // 117: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
+	80,  // 118: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
+	82,  // 119: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
+	84,  // 120: shoal.v1.Shoal.LoadImage:output_type -> shoal.v1.LoadImageResponse
+	86,  // 121: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
+	110, // [110:122] is the sub-list for method output_type
+	98,  // [98:110] is the sub-list for method input_type
+	98,  // [98:98] is the sub-list for extension type_name
+	98,  // [98:98] is the sub-list for extension extendee
+	0,   // [0:98] is the sub-list for field type_name
 }
 
 func init() { file_shoal_proto_init() }
@@ -6578,14 +6688,15 @@ func file_shoal_proto_init() {
 	file_shoal_proto_msgTypes[7].OneofWrappers = []any{}
 	file_shoal_proto_msgTypes[30].OneofWrappers = []any{}
 	file_shoal_proto_msgTypes[40].OneofWrappers = []any{}
-	file_shoal_proto_msgTypes[49].OneofWrappers = []any{}
-	file_shoal_proto_msgTypes[52].OneofWrappers = []any{}
-	file_shoal_proto_msgTypes[61].OneofWrappers = []any{
+	file_shoal_proto_msgTypes[50].OneofWrappers = []any{}
+	file_shoal_proto_msgTypes[53].OneofWrappers = []any{}
+	file_shoal_proto_msgTypes[62].OneofWrappers = []any{
 		(*Object_Pod)(nil),
 		(*Object_Deployment)(nil),
 		(*Object_Service)(nil),
 		(*Object_Endpoints)(nil),
 		(*Object_Node)(nil),
+		(*Object_ControllerRevision)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -6593,7 +6704,7 @@ func file_shoal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_proto_rawDesc), len(file_shoal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   95,
+			NumMessages:   96,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -79,6 +79,20 @@ func Validate(r Resource) error {
 		v.typeMeta(o.GetApiVersion(), o.GetKind(), "Node")
 		v.objectMeta(o.GetMetadata(), "Node", checkDNS1123Subdomain)
 		v.nodeSpec(o.GetSpec())
+	case *ControllerRevision:
+		if o == nil {
+			return FieldErrors{{Message: "no object"}}
+		}
+		v.typeMeta(o.GetApiVersion(), o.GetKind(), "ControllerRevision")
+		v.objectMeta(o.GetMetadata(), "ControllerRevision", checkDNS1123Subdomain)
+		if o.GetRevision() < 1 {
+			v.add("revision", "must be 1 or more, got %d", o.GetRevision())
+		}
+		if o.GetData() == nil {
+			v.add("data", "required")
+		} else {
+			v.podSpec(o.GetData().GetSpec(), "data.spec")
+		}
 	default:
 		return FieldErrors{{Message: fmt.Sprintf("%T is not a shoal object", r)}}
 	}

@@ -43,6 +43,13 @@ const (
 	// made, so that it is removed with its Service.
 	LabelManagedBy    = "endpoints.shoal.dev/managed-by"
 	managedByEndpoint = "endpoints-controller"
+	// AnnotationDrain on a cordoned Node asks for its pods to move: `shoal
+	// node drain` sets it, uncordon removes it.
+	AnnotationDrain = "node.shoal.dev/drain"
+	// drainingHash stands for the template hash of a pod on a draining
+	// node: the rollout planner replaces it as if it were of an old
+	// template, within maxSurge and maxUnavailable.
+	drainingHash = "draining"
 )
 
 // Run runs the leader's controllers until ctx ends (the node stops
@@ -91,6 +98,7 @@ type view struct {
 	deployments []*api.Deployment
 	services    []*api.Service
 	endpoints   []*api.Endpoints
+	revisions   []*api.ControllerRevision
 }
 
 func (r *rounds) read() (*view, uint64) {
@@ -114,6 +122,10 @@ func (r *rounds) read() (*view, uint64) {
 	eps, _ := r.st.List("Endpoints")
 	for _, o := range eps {
 		v.endpoints = append(v.endpoints, o.(*api.Endpoints))
+	}
+	revs, _ := r.st.List("ControllerRevision")
+	for _, o := range revs {
+		v.revisions = append(v.revisions, o.(*api.ControllerRevision))
 	}
 	return v, idx
 }
@@ -235,15 +247,35 @@ func deletePod(p *api.Pod, why string) Op {
 
 // ---------------------------------------------------------------- deployments
 
-// planDeployments runs one rollout step per Deployment and removes the
-// pods whose Deployment is gone.
+// controllerUID is the uid of the Deployment that controls m, or "".
+func controllerUID(m *api.ObjectMeta) string {
+	for _, o := range m.GetOwnerReferences() {
+		if o.Controller && o.Kind == "Deployment" {
+			return o.Uid
+		}
+	}
+	return ""
+}
+
+// planDeployments runs one rollout step per Deployment, keeps its revision
+// history, and removes the pods and revisions whose Deployment is gone.
 func planDeployments(v *view, now time.Time) []Op {
 	byUID := map[string][]*api.Pod{}
 	for _, p := range v.pods {
-		for _, o := range p.GetMetadata().GetOwnerReferences() {
-			if o.Controller && o.Kind == "Deployment" {
-				byUID[o.Uid] = append(byUID[o.Uid], p)
-			}
+		if uid := controllerUID(p.GetMetadata()); uid != "" {
+			byUID[uid] = append(byUID[uid], p)
+		}
+	}
+	revsByUID := map[string][]*api.ControllerRevision{}
+	for _, r := range v.revisions {
+		if uid := controllerUID(r.GetMetadata()); uid != "" {
+			revsByUID[uid] = append(revsByUID[uid], r)
+		}
+	}
+	draining := map[string]bool{}
+	for _, n := range v.nodes {
+		if n.GetSpec().GetUnschedulable() && n.GetMetadata().GetAnnotations()[AnnotationDrain] == "true" {
+			draining[n.GetMetadata().GetName()] = true
 		}
 	}
 	var ops []Op
@@ -251,8 +283,13 @@ func planDeployments(v *view, now time.Time) []Op {
 	for _, d := range v.deployments {
 		uid := d.GetMetadata().GetUid()
 		live[uid] = true
-		plan := PlanRollout(d, byUID[uid], now)
+		plan := PlanRollout(d, asDrained(byUID[uid], draining), now)
 		key := api.KeyOf(d)
+		hashes := map[string]int{}
+		for _, p := range byUID[uid] {
+			hashes[p.GetMetadata().GetLabels()[LabelPodTemplateHash]]++
+		}
+		ops = append(ops, planRevisions(d, plan.Hash, revsByUID[uid], hashes)...)
 		for range plan.Create {
 			ops = append(ops, Op{Put: newPodFor(d, plan.Hash), Create: true, Why: "deployment " + key + ": create pod"})
 		}
@@ -273,7 +310,35 @@ func planDeployments(v *view, now time.Time) []Op {
 			ops = append(ops, deletePod(p, "owner deployment gone: delete pod "+api.KeyOf(p)))
 		}
 	}
+	for uid, revs := range revsByUID {
+		if live[uid] {
+			continue
+		}
+		for _, r := range revs {
+			m := r.GetMetadata()
+			ops = append(ops, Op{Delete: &ObjectKey{Kind: "ControllerRevision", Namespace: m.GetNamespace(), Name: m.GetName()},
+				ResourceVersion: m.GetResourceVersion(), Why: "owner deployment gone: delete revision " + api.KeyOf(r)})
+		}
+	}
 	return ops
+}
+
+// asDrained returns pods with those on draining nodes relabelled as of no
+// current template (copies; the others as they are).
+func asDrained(pods []*api.Pod, draining map[string]bool) []*api.Pod {
+	if len(draining) == 0 {
+		return pods
+	}
+	out := make([]*api.Pod, len(pods))
+	for i, p := range pods {
+		out[i] = p
+		if draining[p.GetSpec().GetNodeName()] {
+			c := proto.Clone(p).(*api.Pod)
+			c.Metadata.Labels[LabelPodTemplateHash] = drainingHash
+			out[i] = c
+		}
+	}
+	return out
 }
 
 // newPodFor makes a pod of d's template: named DEPLOYMENT-HASH-XXXXX like

@@ -9,9 +9,10 @@ import (
 func newNodeCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "node",
-		Short: "List the cluster's nodes, or remove one",
+		Short: "List, cordon, drain or remove the cluster's nodes",
 	}
 	cmd.AddCommand(newNodeLsCommand(g), newNodeRmCommand(g))
+	cmd.AddCommand(newCordonCommands(g)...)
 	return cmd
 }
 

@@ -221,6 +221,8 @@ func headers(k api.KindInfo, o tableOptions) []string {
 		}
 	case "Endpoints":
 		h = []string{"NAME", "ENDPOINTS", "AGE"}
+	case "ControllerRevision":
+		h = []string{"NAME", "CONTROLLER", "REVISION", "AGE"}
 	case "Node":
 		h = []string{"NAME", "STATUS", "ROLES", "AGE", "VERSION"}
 		if o.wide {
@@ -282,6 +284,14 @@ func row(r api.Resource, o tableOptions, at time.Time) []string {
 		}
 	case *api.Endpoints:
 		cells = []string{name, endpointsSummary(v), created}
+	case *api.ControllerRevision:
+		owner := "<none>"
+		for _, o := range v.GetMetadata().GetOwnerReferences() {
+			if o.GetController() {
+				owner = strings.ToLower(o.GetKind()) + ".apps/" + o.GetName()
+			}
+		}
+		cells = []string{name, owner, strconv.FormatInt(v.GetRevision(), 10), created}
 	case *api.Node:
 		ip := ""
 		for _, a := range v.GetStatus().GetAddresses() {

@@ -5,13 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/shoalproj/shoal/api"
 	"github.com/shoalproj/shoal/api/client"
+	"github.com/shoalproj/shoal/scheduler"
 )
 
 // deploymentName takes "web", "deploy/web", "deployment/web" or
@@ -71,8 +76,183 @@ func newRolloutCommand(g *globals) *cobra.Command {
 		},
 	}
 	status.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait as long as the rollout progresses)")
-	cmd.AddCommand(status)
+
+	var revision int64
+	history := &cobra.Command{
+		Use:   "history deploy/NAME",
+		Short: "List a Deployment's revisions, or show one (--revision)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := deploymentName(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			d, revs, err := deploymentRevisions(cmd.Context(), c, g.namespace, name)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if revision > 0 {
+				for _, r := range revs {
+					if r.GetRevision() == revision {
+						y, err := api.MarshalYAML(r.GetData())
+						if err != nil {
+							return err
+						}
+						fmt.Fprintf(out, "deployment.apps/%s with revision #%d\nPod Template:\n%s", name, revision, y)
+						return nil
+					}
+				}
+				return fmt.Errorf("deployment %q has no revision %d", name, revision)
+			}
+			fmt.Fprintf(out, "deployment.apps/%s\n", d.GetMetadata().GetName())
+			tw := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
+			fmt.Fprintln(tw, "REVISION\tCHANGE-CAUSE")
+			for _, r := range revs {
+				fmt.Fprintf(tw, "%d\t%s\n", r.GetRevision(), orNone(r.GetMetadata().GetAnnotations()[scheduler.AnnotationChangeCause]))
+			}
+			return tw.Flush()
+		},
+	}
+	history.Flags().Int64Var(&revision, "revision", 0, "show the pod template of this revision")
+
+	var toRevision int64
+	undo := &cobra.Command{
+		Use:   "undo deploy/NAME [--to-revision N]",
+		Short: "Roll a Deployment back to its previous revision, or to revision N",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := deploymentName(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			_, revs, err := deploymentRevisions(ctx, c, g.namespace, name)
+			if err != nil {
+				return err
+			}
+			target, err := undoTarget(revs, toRevision)
+			if err != nil {
+				return fmt.Errorf("deployment %q: %w", name, err)
+			}
+			tpl := proto.Clone(target.GetData()).(*api.PodTemplateSpec)
+			delete(tpl.GetMetadata().GetLabels(), scheduler.LabelPodTemplateHash)
+			if err := updateDeployment(ctx, c, g.namespace, name, func(d *api.Deployment) { d.Spec.Template = tpl }); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s rolled back to revision %d\n", name, target.GetRevision())
+			return nil
+		},
+	}
+	undo.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision to return to (default: the previous one)")
+
+	pauseResume := func(use, short, verb string, paused bool) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " deploy/NAME",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				name, err := deploymentName(args[0])
+				if err != nil {
+					return err
+				}
+				c, err := g.client()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				if err := updateDeployment(cmd.Context(), c, g.namespace, name, func(d *api.Deployment) { d.Spec.Paused = paused }); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s %s\n", name, verb)
+				return nil
+			},
+		}
+	}
+	cmd.AddCommand(status, history, undo,
+		pauseResume("pause", "Stop a Deployment's rollout where it is (scaling goes on)", "paused", true),
+		pauseResume("resume", "Let a paused Deployment's rollout go on", "resumed", false))
 	return cmd
+}
+
+// deploymentRevisions returns the Deployment and the revisions it owns,
+// oldest first.
+func deploymentRevisions(ctx context.Context, c *client.HTTPClient, ns, name string) (*api.Deployment, []*api.ControllerRevision, error) {
+	d, err := getDeployment(ctx, c, ns, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	raws, err := c.List(ctx, "controllerrevisions", ns, false, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	var revs []*api.ControllerRevision
+	for _, raw := range raws {
+		r, _, err := decodeObject(raw)
+		if err != nil {
+			return nil, nil, err
+		}
+		if cr, ok := r.(*api.ControllerRevision); ok && scheduler.OwnedBy(cr.GetMetadata(), d.GetMetadata().GetUid()) {
+			revs = append(revs, cr)
+		}
+	}
+	sort.Slice(revs, func(i, j int) bool { return revs[i].GetRevision() < revs[j].GetRevision() })
+	return d, revs, nil
+}
+
+// undoTarget picks the revision undo returns to: to, or the one before
+// the newest.
+func undoTarget(revs []*api.ControllerRevision, to int64) (*api.ControllerRevision, error) {
+	if to > 0 {
+		for _, r := range revs {
+			if r.GetRevision() == to {
+				return r, nil
+			}
+		}
+		return nil, fmt.Errorf("no revision %d (rollout history lists them)", to)
+	}
+	if len(revs) < 2 {
+		return nil, errors.New("no previous revision to roll back to")
+	}
+	return revs[len(revs)-2], nil
+}
+
+// updateDeployment reads a Deployment, changes it and writes it back with
+// the resourceVersion it read, reading again after a conflict.
+func updateDeployment(ctx context.Context, c *client.HTTPClient, ns, name string, change func(*api.Deployment)) error {
+	var err error
+	for range 5 {
+		var d *api.Deployment
+		if d, err = getDeployment(ctx, c, ns, name); err != nil {
+			return err
+		}
+		change(d)
+		d.Status = nil
+		var body []byte
+		if body, err = api.MarshalJSON(d); err != nil {
+			return err
+		}
+		if _, err = c.Apply(ctx, body, client.ApplyOptions{}); err == nil || !isConflict(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// isConflict reports a resourceVersion conflict from the API.
+func isConflict(err error) bool {
+	var he *api.HTTPError
+	return errors.As(err, &he) && he.Code == http.StatusConflict && he.Reason == "Conflict"
 }
 
 // rolloutStatus prints each change of progress until the rollout
@@ -152,19 +332,7 @@ func newScaleCommand(g *globals) *cobra.Command {
 			}
 			defer c.Close()
 			ctx := cmd.Context()
-			d, err := getDeployment(ctx, c, g.namespace, name)
-			if err != nil {
-				return err
-			}
-			d.Spec.Replicas = &replicas
-			d.Status = nil
-			// The resourceVersion read is kept: a change in between is a
-			// conflict, not overwritten.
-			body, err := api.MarshalJSON(d)
-			if err != nil {
-				return err
-			}
-			if _, err := c.Apply(ctx, body, client.ApplyOptions{}); err != nil {
+			if err := updateDeployment(ctx, c, g.namespace, name, func(d *api.Deployment) { d.Spec.Replicas = &replicas }); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s scaled\n", name)
