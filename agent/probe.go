@@ -212,11 +212,21 @@ func containerProbes(ctx context.Context, c *api.Container, t probeTarget, setRe
 			}
 			var r probeResult
 			setReady(false)
+			// Until the first success, probe again soon rather than a
+			// whole period later: a server that takes 50 ms to listen
+			// should not keep its pod out of service for 10 s.
+			// successThreshold still counts the same probes.
+			soon, everReady := 50*time.Millisecond, false
 			for {
 				if r.observe(runProbe(ctx, p, t) == nil, p.GetSuccessThreshold(), p.GetFailureThreshold()) {
 					setReady(r.ok)
 				}
-				if !wait(every(p)) {
+				everReady = everReady || r.ok
+				next := every(p)
+				if !everReady && soon < next {
+					next, soon = soon, soon*2
+				}
+				if !wait(next) {
 					return
 				}
 			}

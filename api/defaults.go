@@ -77,6 +77,14 @@ func Default(r Resource) {
 			return
 		}
 		o.Metadata = defaultMeta(o.Metadata, true)
+	case *Event:
+		if o == nil {
+			return
+		}
+		o.Metadata = defaultMeta(o.Metadata, true)
+		if o.Type == "" {
+			o.Type = "Normal"
+		}
 	}
 }
 

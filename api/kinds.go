@@ -40,6 +40,7 @@ var kindTable = []KindInfo{
 	{Kind: "Deployment", APIVersion: "apps/v1", Plural: "deployments", Aliases: []string{"deployment", "deploy"}, Namespaced: true, New: func() Resource { return &Deployment{} }},
 	{Kind: "Service", APIVersion: "v1", Plural: "services", Aliases: []string{"service", "svc"}, Namespaced: true, New: func() Resource { return &Service{} }},
 	{Kind: "Endpoints", APIVersion: "v1", Plural: "endpoints", Aliases: []string{"endpoint", "ep"}, Namespaced: true, New: func() Resource { return &Endpoints{} }},
+	{Kind: "Event", APIVersion: "v1", Plural: "events", Aliases: []string{"event", "ev"}, Namespaced: true, New: func() Resource { return &Event{} }},
 	{Kind: "ControllerRevision", APIVersion: "apps/v1", Plural: "controllerrevisions", Aliases: []string{"controllerrevision", "revision", "revisions"}, Namespaced: true, New: func() Resource { return &ControllerRevision{} }},
 }
 
@@ -97,6 +98,8 @@ func kindName(r Resource) string {
 		return "Node"
 	case *ControllerRevision:
 		return "ControllerRevision"
+	case *Event:
+		return "Event"
 	}
 	return ""
 }
@@ -116,6 +119,8 @@ func Wrap(r Resource) *Object {
 		return &Object{Object: &Object_Node{Node: o}}
 	case *ControllerRevision:
 		return &Object{Object: &Object_ControllerRevision{ControllerRevision: o}}
+	case *Event:
+		return &Object{Object: &Object_Event{Event: o}}
 	}
 	panic(fmt.Sprintf("Wrap: %T is not a shoal object", r))
 }
@@ -135,6 +140,8 @@ func (o *Object) Resource() Resource {
 		return v.Node
 	case *Object_ControllerRevision:
 		return v.ControllerRevision
+	case *Object_Event:
+		return v.Event
 	}
 	return nil
 }

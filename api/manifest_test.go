@@ -638,7 +638,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"wrong apiVersion", "apiVersion: v1\nkind: Deployment\nmetadata: {name: web}\n",
 			`document 1 (Deployment default/web): apiVersion: "v1" is not an apiVersion of Deployment: use apps/v1 (or shoal/v1)`},
 		{"unknown kind", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
-			`document 1: kind: unknown kind "ConfigMap": shoal serves Node, Pod, Deployment, Service, Endpoints, ControllerRevision`},
+			`document 1: kind: unknown kind "ConfigMap": shoal serves Node, Pod, Deployment, Service, Endpoints, Event, ControllerRevision`},
 		{"kind in the wrong case", "apiVersion: v1\nkind: pod\nmetadata: {name: c}\n",
 			`document 1: kind: unknown kind "pod" (did you mean "Pod"?)`},
 		{"second document", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\n# comment\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIp: None}\n",

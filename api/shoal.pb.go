@@ -3186,6 +3186,186 @@ func (x *ControllerRevision) GetRevision() int64 {
 	return 0
 }
 
+// Event records what a controller did or found, and why: a pod scheduled or
+// not and the reasons, pods created or deleted by a rollout, a node lost
+// and its pods replaced (Kubernetes' core/v1 Event). Repeats of the same
+// event count up; the leader keeps events for an hour.
+type Event struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ApiVersion     string                 `protobuf:"bytes,1,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	Kind           string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Metadata       *ObjectMeta            `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	InvolvedObject *ObjectReference       `protobuf:"bytes,4,opt,name=involved_object,json=involvedObject,proto3" json:"involved_object,omitempty"`
+	Reason         string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message        string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	Source         *EventSource           `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	FirstTimestamp string                 `protobuf:"bytes,8,opt,name=first_timestamp,json=firstTimestamp,proto3" json:"first_timestamp,omitempty"`
+	LastTimestamp  string                 `protobuf:"bytes,9,opt,name=last_timestamp,json=lastTimestamp,proto3" json:"last_timestamp,omitempty"`
+	Count          int32                  `protobuf:"varint,10,opt,name=count,proto3" json:"count,omitempty"`
+	Type           string                 `protobuf:"bytes,11,opt,name=type,proto3" json:"type,omitempty"` // Normal, Warning
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_shoal_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *Event) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
+func (x *Event) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Event) GetMetadata() *ObjectMeta {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *Event) GetInvolvedObject() *ObjectReference {
+	if x != nil {
+		return x.InvolvedObject
+	}
+	return nil
+}
+
+func (x *Event) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Event) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Event) GetSource() *EventSource {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *Event) GetFirstTimestamp() string {
+	if x != nil {
+		return x.FirstTimestamp
+	}
+	return ""
+}
+
+func (x *Event) GetLastTimestamp() string {
+	if x != nil {
+		return x.LastTimestamp
+	}
+	return ""
+}
+
+func (x *Event) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Event) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+type EventSource struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Component     string                 `protobuf:"bytes,1,opt,name=component,proto3" json:"component,omitempty"`
+	Host          string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventSource) Reset() {
+	*x = EventSource{}
+	mi := &file_shoal_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventSource) ProtoMessage() {}
+
+func (x *EventSource) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventSource.ProtoReflect.Descriptor instead.
+func (*EventSource) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *EventSource) GetComponent() string {
+	if x != nil {
+		return x.Component
+	}
+	return ""
+}
+
+func (x *EventSource) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
 type Service struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ApiVersion    string                 `protobuf:"bytes,1,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
@@ -3198,7 +3378,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_shoal_proto_msgTypes[46]
+	mi := &file_shoal_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3390,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[46]
+	mi := &file_shoal_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3403,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{46}
+	return file_shoal_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Service) GetApiVersion() string {
@@ -3268,7 +3448,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_shoal_proto_msgTypes[47]
+	mi := &file_shoal_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3280,7 +3460,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[47]
+	mi := &file_shoal_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3293,7 +3473,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{47}
+	return file_shoal_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ServiceSpec) GetSelector() map[string]string {
@@ -3351,7 +3531,7 @@ type ServicePort struct {
 
 func (x *ServicePort) Reset() {
 	*x = ServicePort{}
-	mi := &file_shoal_proto_msgTypes[48]
+	mi := &file_shoal_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3363,7 +3543,7 @@ func (x *ServicePort) String() string {
 func (*ServicePort) ProtoMessage() {}
 
 func (x *ServicePort) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[48]
+	mi := &file_shoal_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3376,7 +3556,7 @@ func (x *ServicePort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServicePort.ProtoReflect.Descriptor instead.
 func (*ServicePort) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{48}
+	return file_shoal_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ServicePort) GetName() string {
@@ -3423,7 +3603,7 @@ type SessionAffinityConfig struct {
 
 func (x *SessionAffinityConfig) Reset() {
 	*x = SessionAffinityConfig{}
-	mi := &file_shoal_proto_msgTypes[49]
+	mi := &file_shoal_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3435,7 +3615,7 @@ func (x *SessionAffinityConfig) String() string {
 func (*SessionAffinityConfig) ProtoMessage() {}
 
 func (x *SessionAffinityConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[49]
+	mi := &file_shoal_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3448,7 +3628,7 @@ func (x *SessionAffinityConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionAffinityConfig.ProtoReflect.Descriptor instead.
 func (*SessionAffinityConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{49}
+	return file_shoal_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SessionAffinityConfig) GetClientIp() *ClientIPConfig {
@@ -3467,7 +3647,7 @@ type ClientIPConfig struct {
 
 func (x *ClientIPConfig) Reset() {
 	*x = ClientIPConfig{}
-	mi := &file_shoal_proto_msgTypes[50]
+	mi := &file_shoal_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3479,7 +3659,7 @@ func (x *ClientIPConfig) String() string {
 func (*ClientIPConfig) ProtoMessage() {}
 
 func (x *ClientIPConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[50]
+	mi := &file_shoal_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3492,7 +3672,7 @@ func (x *ClientIPConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientIPConfig.ProtoReflect.Descriptor instead.
 func (*ClientIPConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{50}
+	return file_shoal_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ClientIPConfig) GetTimeoutSeconds() int32 {
@@ -3514,7 +3694,7 @@ type Endpoints struct {
 
 func (x *Endpoints) Reset() {
 	*x = Endpoints{}
-	mi := &file_shoal_proto_msgTypes[51]
+	mi := &file_shoal_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3526,7 +3706,7 @@ func (x *Endpoints) String() string {
 func (*Endpoints) ProtoMessage() {}
 
 func (x *Endpoints) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[51]
+	mi := &file_shoal_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3539,7 +3719,7 @@ func (x *Endpoints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoints.ProtoReflect.Descriptor instead.
 func (*Endpoints) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{51}
+	return file_shoal_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Endpoints) GetApiVersion() string {
@@ -3581,7 +3761,7 @@ type EndpointSubset struct {
 
 func (x *EndpointSubset) Reset() {
 	*x = EndpointSubset{}
-	mi := &file_shoal_proto_msgTypes[52]
+	mi := &file_shoal_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3593,7 +3773,7 @@ func (x *EndpointSubset) String() string {
 func (*EndpointSubset) ProtoMessage() {}
 
 func (x *EndpointSubset) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[52]
+	mi := &file_shoal_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3606,7 +3786,7 @@ func (x *EndpointSubset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSubset.ProtoReflect.Descriptor instead.
 func (*EndpointSubset) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{52}
+	return file_shoal_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *EndpointSubset) GetAddresses() []*EndpointAddress {
@@ -3642,7 +3822,7 @@ type EndpointAddress struct {
 
 func (x *EndpointAddress) Reset() {
 	*x = EndpointAddress{}
-	mi := &file_shoal_proto_msgTypes[53]
+	mi := &file_shoal_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3654,7 +3834,7 @@ func (x *EndpointAddress) String() string {
 func (*EndpointAddress) ProtoMessage() {}
 
 func (x *EndpointAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[53]
+	mi := &file_shoal_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3667,7 +3847,7 @@ func (x *EndpointAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointAddress.ProtoReflect.Descriptor instead.
 func (*EndpointAddress) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{53}
+	return file_shoal_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *EndpointAddress) GetIp() string {
@@ -3709,7 +3889,7 @@ type EndpointPort struct {
 
 func (x *EndpointPort) Reset() {
 	*x = EndpointPort{}
-	mi := &file_shoal_proto_msgTypes[54]
+	mi := &file_shoal_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3721,7 +3901,7 @@ func (x *EndpointPort) String() string {
 func (*EndpointPort) ProtoMessage() {}
 
 func (x *EndpointPort) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[54]
+	mi := &file_shoal_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3734,7 +3914,7 @@ func (x *EndpointPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointPort.ProtoReflect.Descriptor instead.
 func (*EndpointPort) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{54}
+	return file_shoal_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *EndpointPort) GetName() string {
@@ -3771,7 +3951,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_shoal_proto_msgTypes[55]
+	mi := &file_shoal_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3783,7 +3963,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[55]
+	mi := &file_shoal_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3796,7 +3976,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{55}
+	return file_shoal_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Node) GetApiVersion() string {
@@ -3845,7 +4025,7 @@ type NodeSpec struct {
 
 func (x *NodeSpec) Reset() {
 	*x = NodeSpec{}
-	mi := &file_shoal_proto_msgTypes[56]
+	mi := &file_shoal_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3857,7 +4037,7 @@ func (x *NodeSpec) String() string {
 func (*NodeSpec) ProtoMessage() {}
 
 func (x *NodeSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[56]
+	mi := &file_shoal_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3870,7 +4050,7 @@ func (x *NodeSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSpec.ProtoReflect.Descriptor instead.
 func (*NodeSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{56}
+	return file_shoal_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *NodeSpec) GetPodCidr() string {
@@ -3905,7 +4085,7 @@ type Taint struct {
 
 func (x *Taint) Reset() {
 	*x = Taint{}
-	mi := &file_shoal_proto_msgTypes[57]
+	mi := &file_shoal_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3917,7 +4097,7 @@ func (x *Taint) String() string {
 func (*Taint) ProtoMessage() {}
 
 func (x *Taint) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[57]
+	mi := &file_shoal_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3930,7 +4110,7 @@ func (x *Taint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Taint.ProtoReflect.Descriptor instead.
 func (*Taint) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{57}
+	return file_shoal_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Taint) GetKey() string {
@@ -3973,7 +4153,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_shoal_proto_msgTypes[58]
+	mi := &file_shoal_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4165,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[58]
+	mi := &file_shoal_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4178,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{58}
+	return file_shoal_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *NodeStatus) GetAddresses() []*NodeAddress {
@@ -4067,7 +4247,7 @@ type NodeAddress struct {
 
 func (x *NodeAddress) Reset() {
 	*x = NodeAddress{}
-	mi := &file_shoal_proto_msgTypes[59]
+	mi := &file_shoal_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4079,7 +4259,7 @@ func (x *NodeAddress) String() string {
 func (*NodeAddress) ProtoMessage() {}
 
 func (x *NodeAddress) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[59]
+	mi := &file_shoal_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4092,7 +4272,7 @@ func (x *NodeAddress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeAddress.ProtoReflect.Descriptor instead.
 func (*NodeAddress) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{59}
+	return file_shoal_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *NodeAddress) GetType() string {
@@ -4123,7 +4303,7 @@ type NodeCondition struct {
 
 func (x *NodeCondition) Reset() {
 	*x = NodeCondition{}
-	mi := &file_shoal_proto_msgTypes[60]
+	mi := &file_shoal_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4135,7 +4315,7 @@ func (x *NodeCondition) String() string {
 func (*NodeCondition) ProtoMessage() {}
 
 func (x *NodeCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[60]
+	mi := &file_shoal_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4148,7 +4328,7 @@ func (x *NodeCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCondition.ProtoReflect.Descriptor instead.
 func (*NodeCondition) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{60}
+	return file_shoal_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *NodeCondition) GetType() string {
@@ -4208,7 +4388,7 @@ type NodeSystemInfo struct {
 
 func (x *NodeSystemInfo) Reset() {
 	*x = NodeSystemInfo{}
-	mi := &file_shoal_proto_msgTypes[61]
+	mi := &file_shoal_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4220,7 +4400,7 @@ func (x *NodeSystemInfo) String() string {
 func (*NodeSystemInfo) ProtoMessage() {}
 
 func (x *NodeSystemInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[61]
+	mi := &file_shoal_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4233,7 +4413,7 @@ func (x *NodeSystemInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSystemInfo.ProtoReflect.Descriptor instead.
 func (*NodeSystemInfo) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{61}
+	return file_shoal_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *NodeSystemInfo) GetMachineId() string {
@@ -4296,6 +4476,7 @@ type Object struct {
 	//	*Object_Endpoints
 	//	*Object_Node
 	//	*Object_ControllerRevision
+	//	*Object_Event
 	Object        isObject_Object `protobuf_oneof:"object"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4303,7 +4484,7 @@ type Object struct {
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_shoal_proto_msgTypes[62]
+	mi := &file_shoal_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4315,7 +4496,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[62]
+	mi := &file_shoal_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4328,7 +4509,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{62}
+	return file_shoal_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Object) GetObject() isObject_Object {
@@ -4392,6 +4573,15 @@ func (x *Object) GetControllerRevision() *ControllerRevision {
 	return nil
 }
 
+func (x *Object) GetEvent() *Event {
+	if x != nil {
+		if x, ok := x.Object.(*Object_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
 type isObject_Object interface {
 	isObject_Object()
 }
@@ -4420,6 +4610,10 @@ type Object_ControllerRevision struct {
 	ControllerRevision *ControllerRevision `protobuf:"bytes,6,opt,name=controller_revision,json=controllerRevision,proto3,oneof"`
 }
 
+type Object_Event struct {
+	Event *Event `protobuf:"bytes,7,opt,name=event,proto3,oneof"`
+}
+
 func (*Object_Pod) isObject_Object() {}
 
 func (*Object_Deployment) isObject_Object() {}
@@ -4431,6 +4625,8 @@ func (*Object_Endpoints) isObject_Object() {}
 func (*Object_Node) isObject_Object() {}
 
 func (*Object_ControllerRevision) isObject_Object() {}
+
+func (*Object_Event) isObject_Object() {}
 
 type ApplyRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -4447,7 +4643,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_shoal_proto_msgTypes[63]
+	mi := &file_shoal_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4459,7 +4655,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[63]
+	mi := &file_shoal_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4472,7 +4668,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{63}
+	return file_shoal_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ApplyRequest) GetObjects() []*Object {
@@ -4508,7 +4704,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_shoal_proto_msgTypes[64]
+	mi := &file_shoal_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4520,7 +4716,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[64]
+	mi := &file_shoal_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4533,7 +4729,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{64}
+	return file_shoal_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ApplyResponse) GetObjects() []*Object {
@@ -4561,7 +4757,7 @@ type ApplyFailure struct {
 
 func (x *ApplyFailure) Reset() {
 	*x = ApplyFailure{}
-	mi := &file_shoal_proto_msgTypes[65]
+	mi := &file_shoal_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4573,7 +4769,7 @@ func (x *ApplyFailure) String() string {
 func (*ApplyFailure) ProtoMessage() {}
 
 func (x *ApplyFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[65]
+	mi := &file_shoal_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4586,7 +4782,7 @@ func (x *ApplyFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyFailure.ProtoReflect.Descriptor instead.
 func (*ApplyFailure) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{65}
+	return file_shoal_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ApplyFailure) GetIndex() int32 {
@@ -4623,7 +4819,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_shoal_proto_msgTypes[66]
+	mi := &file_shoal_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4635,7 +4831,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[66]
+	mi := &file_shoal_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4648,7 +4844,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{66}
+	return file_shoal_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetRequest) GetKind() string {
@@ -4694,7 +4890,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_shoal_proto_msgTypes[67]
+	mi := &file_shoal_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4706,7 +4902,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[67]
+	mi := &file_shoal_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4719,7 +4915,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{67}
+	return file_shoal_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListRequest) GetKind() string {
@@ -4768,7 +4964,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_shoal_proto_msgTypes[68]
+	mi := &file_shoal_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4780,7 +4976,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[68]
+	mi := &file_shoal_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4793,7 +4989,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{68}
+	return file_shoal_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListResponse) GetItems() []*Object {
@@ -4823,7 +5019,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_shoal_proto_msgTypes[69]
+	mi := &file_shoal_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4835,7 +5031,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[69]
+	mi := &file_shoal_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4848,7 +5044,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{69}
+	return file_shoal_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *DeleteRequest) GetKind() string {
@@ -4888,7 +5084,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_shoal_proto_msgTypes[70]
+	mi := &file_shoal_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4900,7 +5096,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[70]
+	mi := &file_shoal_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4913,7 +5109,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{70}
+	return file_shoal_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *DeleteResponse) GetObject() *Object {
@@ -4936,7 +5132,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_shoal_proto_msgTypes[71]
+	mi := &file_shoal_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4948,7 +5144,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[71]
+	mi := &file_shoal_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4961,7 +5157,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{71}
+	return file_shoal_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *WatchRequest) GetKind() string {
@@ -5003,7 +5199,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_shoal_proto_msgTypes[72]
+	mi := &file_shoal_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5015,7 +5211,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[72]
+	mi := &file_shoal_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5028,7 +5224,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{72}
+	return file_shoal_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *WatchEvent) GetType() string {
@@ -5061,7 +5257,7 @@ type TokenRequest struct {
 
 func (x *TokenRequest) Reset() {
 	*x = TokenRequest{}
-	mi := &file_shoal_proto_msgTypes[73]
+	mi := &file_shoal_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5073,7 +5269,7 @@ func (x *TokenRequest) String() string {
 func (*TokenRequest) ProtoMessage() {}
 
 func (x *TokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[73]
+	mi := &file_shoal_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5086,7 +5282,7 @@ func (x *TokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenRequest.ProtoReflect.Descriptor instead.
 func (*TokenRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{73}
+	return file_shoal_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *TokenRequest) GetRotate() bool {
@@ -5107,7 +5303,7 @@ type TokenResponse struct {
 
 func (x *TokenResponse) Reset() {
 	*x = TokenResponse{}
-	mi := &file_shoal_proto_msgTypes[74]
+	mi := &file_shoal_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5119,7 +5315,7 @@ func (x *TokenResponse) String() string {
 func (*TokenResponse) ProtoMessage() {}
 
 func (x *TokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[74]
+	mi := &file_shoal_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5132,7 +5328,7 @@ func (x *TokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenResponse.ProtoReflect.Descriptor instead.
 func (*TokenResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{74}
+	return file_shoal_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *TokenResponse) GetToken() string {
@@ -5158,7 +5354,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_shoal_proto_msgTypes[75]
+	mi := &file_shoal_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5170,7 +5366,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[75]
+	mi := &file_shoal_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5183,7 +5379,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{75}
+	return file_shoal_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *RemoveNodeRequest) GetName() string {
@@ -5201,7 +5397,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_shoal_proto_msgTypes[76]
+	mi := &file_shoal_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5213,7 +5409,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[76]
+	mi := &file_shoal_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5226,7 +5422,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{76}
+	return file_shoal_proto_rawDescGZIP(), []int{78}
 }
 
 type VersionRequest struct {
@@ -5237,7 +5433,7 @@ type VersionRequest struct {
 
 func (x *VersionRequest) Reset() {
 	*x = VersionRequest{}
-	mi := &file_shoal_proto_msgTypes[77]
+	mi := &file_shoal_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5249,7 +5445,7 @@ func (x *VersionRequest) String() string {
 func (*VersionRequest) ProtoMessage() {}
 
 func (x *VersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[77]
+	mi := &file_shoal_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5262,7 +5458,7 @@ func (x *VersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionRequest.ProtoReflect.Descriptor instead.
 func (*VersionRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{77}
+	return file_shoal_proto_rawDescGZIP(), []int{79}
 }
 
 type VersionResponse struct {
@@ -5276,7 +5472,7 @@ type VersionResponse struct {
 
 func (x *VersionResponse) Reset() {
 	*x = VersionResponse{}
-	mi := &file_shoal_proto_msgTypes[78]
+	mi := &file_shoal_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5288,7 +5484,7 @@ func (x *VersionResponse) String() string {
 func (*VersionResponse) ProtoMessage() {}
 
 func (x *VersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[78]
+	mi := &file_shoal_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5301,7 +5497,7 @@ func (x *VersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionResponse.ProtoReflect.Descriptor instead.
 func (*VersionResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{78}
+	return file_shoal_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *VersionResponse) GetVersion() string {
@@ -5341,7 +5537,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_shoal_proto_msgTypes[79]
+	mi := &file_shoal_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5353,7 +5549,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[79]
+	mi := &file_shoal_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5366,7 +5562,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{79}
+	return file_shoal_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *LogsRequest) GetNamespace() string {
@@ -5420,7 +5616,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_shoal_proto_msgTypes[80]
+	mi := &file_shoal_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5432,7 +5628,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[80]
+	mi := &file_shoal_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5445,7 +5641,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{80}
+	return file_shoal_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *LogChunk) GetData() []byte {
@@ -5472,7 +5668,7 @@ type ExecRequest struct {
 
 func (x *ExecRequest) Reset() {
 	*x = ExecRequest{}
-	mi := &file_shoal_proto_msgTypes[81]
+	mi := &file_shoal_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5484,7 +5680,7 @@ func (x *ExecRequest) String() string {
 func (*ExecRequest) ProtoMessage() {}
 
 func (x *ExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[81]
+	mi := &file_shoal_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5497,7 +5693,7 @@ func (x *ExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecRequest.ProtoReflect.Descriptor instead.
 func (*ExecRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{81}
+	return file_shoal_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ExecRequest) GetNamespace() string {
@@ -5569,7 +5765,7 @@ type ExecResponse struct {
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_shoal_proto_msgTypes[82]
+	mi := &file_shoal_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5581,7 +5777,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[82]
+	mi := &file_shoal_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5594,7 +5790,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{82}
+	return file_shoal_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ExecResponse) GetStdout() []byte {
@@ -5637,7 +5833,7 @@ type ImageChunk struct {
 
 func (x *ImageChunk) Reset() {
 	*x = ImageChunk{}
-	mi := &file_shoal_proto_msgTypes[83]
+	mi := &file_shoal_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5649,7 +5845,7 @@ func (x *ImageChunk) String() string {
 func (*ImageChunk) ProtoMessage() {}
 
 func (x *ImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[83]
+	mi := &file_shoal_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5662,7 +5858,7 @@ func (x *ImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageChunk.ProtoReflect.Descriptor instead.
 func (*ImageChunk) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{83}
+	return file_shoal_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ImageChunk) GetNode() string {
@@ -5689,7 +5885,7 @@ type LoadImageResponse struct {
 
 func (x *LoadImageResponse) Reset() {
 	*x = LoadImageResponse{}
-	mi := &file_shoal_proto_msgTypes[84]
+	mi := &file_shoal_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5701,7 +5897,7 @@ func (x *LoadImageResponse) String() string {
 func (*LoadImageResponse) ProtoMessage() {}
 
 func (x *LoadImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[84]
+	mi := &file_shoal_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5714,7 +5910,7 @@ func (x *LoadImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadImageResponse.ProtoReflect.Descriptor instead.
 func (*LoadImageResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{84}
+	return file_shoal_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *LoadImageResponse) GetNode() string {
@@ -5749,7 +5945,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_shoal_proto_msgTypes[85]
+	mi := &file_shoal_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5761,7 +5957,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[85]
+	mi := &file_shoal_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5774,7 +5970,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{85}
+	return file_shoal_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -5834,7 +6030,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_shoal_proto_msgTypes[86]
+	mi := &file_shoal_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5846,7 +6042,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[86]
+	mi := &file_shoal_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5859,7 +6055,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{86}
+	return file_shoal_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *JoinResponse) GetCertificate() []byte {
@@ -6198,7 +6394,24 @@ const file_shoal_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
 	"\bmetadata\x18\x03 \x01(\v2\x14.shoal.v1.ObjectMetaR\bmetadata\x12-\n" +
 	"\x04data\x18\x04 \x01(\v2\x19.shoal.v1.PodTemplateSpecR\x04data\x12\x1a\n" +
-	"\brevision\x18\x05 \x01(\x03R\brevision\"\x9b\x01\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\"\x8d\x03\n" +
+	"\x05Event\x12\x1f\n" +
+	"\vapi_version\x18\x01 \x01(\tR\n" +
+	"apiVersion\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x120\n" +
+	"\bmetadata\x18\x03 \x01(\v2\x14.shoal.v1.ObjectMetaR\bmetadata\x12B\n" +
+	"\x0finvolved_object\x18\x04 \x01(\v2\x19.shoal.v1.ObjectReferenceR\x0einvolvedObject\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12-\n" +
+	"\x06source\x18\a \x01(\v2\x15.shoal.v1.EventSourceR\x06source\x12'\n" +
+	"\x0ffirst_timestamp\x18\b \x01(\tR\x0efirstTimestamp\x12%\n" +
+	"\x0elast_timestamp\x18\t \x01(\tR\rlastTimestamp\x12\x14\n" +
+	"\x05count\x18\n" +
+	" \x01(\x05R\x05count\x12\x12\n" +
+	"\x04type\x18\v \x01(\tR\x04type\"?\n" +
+	"\vEventSource\x12\x1c\n" +
+	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\"\x9b\x01\n" +
 	"\aService\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
@@ -6301,7 +6514,7 @@ const file_shoal_proto_rawDesc = "" +
 	"\x19container_runtime_version\x18\x04 \x01(\tR\x17containerRuntimeVersion\x12#\n" +
 	"\rshoal_version\x18\x05 \x01(\tR\fshoalVersion\x12)\n" +
 	"\x10operating_system\x18\x06 \x01(\tR\x0foperatingSystem\x12\"\n" +
-	"\farchitecture\x18\a \x01(\tR\farchitecture\"\xc8\x02\n" +
+	"\farchitecture\x18\a \x01(\tR\farchitecture\"\xf1\x02\n" +
 	"\x06Object\x12!\n" +
 	"\x03pod\x18\x01 \x01(\v2\r.shoal.v1.PodH\x00R\x03pod\x126\n" +
 	"\n" +
@@ -6310,7 +6523,8 @@ const file_shoal_proto_rawDesc = "" +
 	"\aservice\x18\x03 \x01(\v2\x11.shoal.v1.ServiceH\x00R\aservice\x123\n" +
 	"\tendpoints\x18\x04 \x01(\v2\x13.shoal.v1.EndpointsH\x00R\tendpoints\x12$\n" +
 	"\x04node\x18\x05 \x01(\v2\x0e.shoal.v1.NodeH\x00R\x04node\x12O\n" +
-	"\x13controller_revision\x18\x06 \x01(\v2\x1c.shoal.v1.ControllerRevisionH\x00R\x12controllerRevisionB\b\n" +
+	"\x13controller_revision\x18\x06 \x01(\v2\x1c.shoal.v1.ControllerRevisionH\x00R\x12controllerRevision\x12'\n" +
+	"\x05event\x18\a \x01(\v2\x0f.shoal.v1.EventH\x00R\x05eventB\b\n" +
 	"\x06object\"s\n" +
 	"\fApplyRequest\x12*\n" +
 	"\aobjects\x18\x01 \x03(\v2\x10.shoal.v1.ObjectR\aobjects\x12\x1f\n" +
@@ -6450,7 +6664,7 @@ func file_shoal_proto_rawDescGZIP() []byte {
 	return file_shoal_proto_rawDescData
 }
 
-var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 96)
+var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 98)
 var file_shoal_proto_goTypes = []any{
 	(*ObjectMeta)(nil),               // 0: shoal.v1.ObjectMeta
 	(*OwnerReference)(nil),           // 1: shoal.v1.OwnerReference
@@ -6498,63 +6712,65 @@ var file_shoal_proto_goTypes = []any{
 	(*DeploymentStatus)(nil),         // 43: shoal.v1.DeploymentStatus
 	(*DeploymentCondition)(nil),      // 44: shoal.v1.DeploymentCondition
 	(*ControllerRevision)(nil),       // 45: shoal.v1.ControllerRevision
-	(*Service)(nil),                  // 46: shoal.v1.Service
-	(*ServiceSpec)(nil),              // 47: shoal.v1.ServiceSpec
-	(*ServicePort)(nil),              // 48: shoal.v1.ServicePort
-	(*SessionAffinityConfig)(nil),    // 49: shoal.v1.SessionAffinityConfig
-	(*ClientIPConfig)(nil),           // 50: shoal.v1.ClientIPConfig
-	(*Endpoints)(nil),                // 51: shoal.v1.Endpoints
-	(*EndpointSubset)(nil),           // 52: shoal.v1.EndpointSubset
-	(*EndpointAddress)(nil),          // 53: shoal.v1.EndpointAddress
-	(*EndpointPort)(nil),             // 54: shoal.v1.EndpointPort
-	(*Node)(nil),                     // 55: shoal.v1.Node
-	(*NodeSpec)(nil),                 // 56: shoal.v1.NodeSpec
-	(*Taint)(nil),                    // 57: shoal.v1.Taint
-	(*NodeStatus)(nil),               // 58: shoal.v1.NodeStatus
-	(*NodeAddress)(nil),              // 59: shoal.v1.NodeAddress
-	(*NodeCondition)(nil),            // 60: shoal.v1.NodeCondition
-	(*NodeSystemInfo)(nil),           // 61: shoal.v1.NodeSystemInfo
-	(*Object)(nil),                   // 62: shoal.v1.Object
-	(*ApplyRequest)(nil),             // 63: shoal.v1.ApplyRequest
-	(*ApplyResponse)(nil),            // 64: shoal.v1.ApplyResponse
-	(*ApplyFailure)(nil),             // 65: shoal.v1.ApplyFailure
-	(*GetRequest)(nil),               // 66: shoal.v1.GetRequest
-	(*ListRequest)(nil),              // 67: shoal.v1.ListRequest
-	(*ListResponse)(nil),             // 68: shoal.v1.ListResponse
-	(*DeleteRequest)(nil),            // 69: shoal.v1.DeleteRequest
-	(*DeleteResponse)(nil),           // 70: shoal.v1.DeleteResponse
-	(*WatchRequest)(nil),             // 71: shoal.v1.WatchRequest
-	(*WatchEvent)(nil),               // 72: shoal.v1.WatchEvent
-	(*TokenRequest)(nil),             // 73: shoal.v1.TokenRequest
-	(*TokenResponse)(nil),            // 74: shoal.v1.TokenResponse
-	(*RemoveNodeRequest)(nil),        // 75: shoal.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),       // 76: shoal.v1.RemoveNodeResponse
-	(*VersionRequest)(nil),           // 77: shoal.v1.VersionRequest
-	(*VersionResponse)(nil),          // 78: shoal.v1.VersionResponse
-	(*LogsRequest)(nil),              // 79: shoal.v1.LogsRequest
-	(*LogChunk)(nil),                 // 80: shoal.v1.LogChunk
-	(*ExecRequest)(nil),              // 81: shoal.v1.ExecRequest
-	(*ExecResponse)(nil),             // 82: shoal.v1.ExecResponse
-	(*ImageChunk)(nil),               // 83: shoal.v1.ImageChunk
-	(*LoadImageResponse)(nil),        // 84: shoal.v1.LoadImageResponse
-	(*JoinRequest)(nil),              // 85: shoal.v1.JoinRequest
-	(*JoinResponse)(nil),             // 86: shoal.v1.JoinResponse
-	nil,                              // 87: shoal.v1.ObjectMeta.LabelsEntry
-	nil,                              // 88: shoal.v1.ObjectMeta.AnnotationsEntry
-	nil,                              // 89: shoal.v1.LabelSelector.MatchLabelsEntry
-	nil,                              // 90: shoal.v1.PodSpec.NodeSelectorEntry
-	nil,                              // 91: shoal.v1.ResourceRequirements.LimitsEntry
-	nil,                              // 92: shoal.v1.ResourceRequirements.RequestsEntry
-	nil,                              // 93: shoal.v1.ServiceSpec.SelectorEntry
-	nil,                              // 94: shoal.v1.NodeStatus.CapacityEntry
-	nil,                              // 95: shoal.v1.NodeStatus.AllocatableEntry
-	(*structpb.Value)(nil),           // 96: google.protobuf.Value
+	(*Event)(nil),                    // 46: shoal.v1.Event
+	(*EventSource)(nil),              // 47: shoal.v1.EventSource
+	(*Service)(nil),                  // 48: shoal.v1.Service
+	(*ServiceSpec)(nil),              // 49: shoal.v1.ServiceSpec
+	(*ServicePort)(nil),              // 50: shoal.v1.ServicePort
+	(*SessionAffinityConfig)(nil),    // 51: shoal.v1.SessionAffinityConfig
+	(*ClientIPConfig)(nil),           // 52: shoal.v1.ClientIPConfig
+	(*Endpoints)(nil),                // 53: shoal.v1.Endpoints
+	(*EndpointSubset)(nil),           // 54: shoal.v1.EndpointSubset
+	(*EndpointAddress)(nil),          // 55: shoal.v1.EndpointAddress
+	(*EndpointPort)(nil),             // 56: shoal.v1.EndpointPort
+	(*Node)(nil),                     // 57: shoal.v1.Node
+	(*NodeSpec)(nil),                 // 58: shoal.v1.NodeSpec
+	(*Taint)(nil),                    // 59: shoal.v1.Taint
+	(*NodeStatus)(nil),               // 60: shoal.v1.NodeStatus
+	(*NodeAddress)(nil),              // 61: shoal.v1.NodeAddress
+	(*NodeCondition)(nil),            // 62: shoal.v1.NodeCondition
+	(*NodeSystemInfo)(nil),           // 63: shoal.v1.NodeSystemInfo
+	(*Object)(nil),                   // 64: shoal.v1.Object
+	(*ApplyRequest)(nil),             // 65: shoal.v1.ApplyRequest
+	(*ApplyResponse)(nil),            // 66: shoal.v1.ApplyResponse
+	(*ApplyFailure)(nil),             // 67: shoal.v1.ApplyFailure
+	(*GetRequest)(nil),               // 68: shoal.v1.GetRequest
+	(*ListRequest)(nil),              // 69: shoal.v1.ListRequest
+	(*ListResponse)(nil),             // 70: shoal.v1.ListResponse
+	(*DeleteRequest)(nil),            // 71: shoal.v1.DeleteRequest
+	(*DeleteResponse)(nil),           // 72: shoal.v1.DeleteResponse
+	(*WatchRequest)(nil),             // 73: shoal.v1.WatchRequest
+	(*WatchEvent)(nil),               // 74: shoal.v1.WatchEvent
+	(*TokenRequest)(nil),             // 75: shoal.v1.TokenRequest
+	(*TokenResponse)(nil),            // 76: shoal.v1.TokenResponse
+	(*RemoveNodeRequest)(nil),        // 77: shoal.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),       // 78: shoal.v1.RemoveNodeResponse
+	(*VersionRequest)(nil),           // 79: shoal.v1.VersionRequest
+	(*VersionResponse)(nil),          // 80: shoal.v1.VersionResponse
+	(*LogsRequest)(nil),              // 81: shoal.v1.LogsRequest
+	(*LogChunk)(nil),                 // 82: shoal.v1.LogChunk
+	(*ExecRequest)(nil),              // 83: shoal.v1.ExecRequest
+	(*ExecResponse)(nil),             // 84: shoal.v1.ExecResponse
+	(*ImageChunk)(nil),               // 85: shoal.v1.ImageChunk
+	(*LoadImageResponse)(nil),        // 86: shoal.v1.LoadImageResponse
+	(*JoinRequest)(nil),              // 87: shoal.v1.JoinRequest
+	(*JoinResponse)(nil),             // 88: shoal.v1.JoinResponse
+	nil,                              // 89: shoal.v1.ObjectMeta.LabelsEntry
+	nil,                              // 90: shoal.v1.ObjectMeta.AnnotationsEntry
+	nil,                              // 91: shoal.v1.LabelSelector.MatchLabelsEntry
+	nil,                              // 92: shoal.v1.PodSpec.NodeSelectorEntry
+	nil,                              // 93: shoal.v1.ResourceRequirements.LimitsEntry
+	nil,                              // 94: shoal.v1.ResourceRequirements.RequestsEntry
+	nil,                              // 95: shoal.v1.ServiceSpec.SelectorEntry
+	nil,                              // 96: shoal.v1.NodeStatus.CapacityEntry
+	nil,                              // 97: shoal.v1.NodeStatus.AllocatableEntry
+	(*structpb.Value)(nil),           // 98: google.protobuf.Value
 }
 var file_shoal_proto_depIdxs = []int32{
-	87,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
-	88,  // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
+	89,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
+	90,  // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
 	1,   // 2: shoal.v1.ObjectMeta.owner_references:type_name -> shoal.v1.OwnerReference
-	89,  // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
+	91,  // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
 	3,   // 4: shoal.v1.LabelSelector.match_expressions:type_name -> shoal.v1.LabelSelectorRequirement
 	0,   // 5: shoal.v1.Pod.metadata:type_name -> shoal.v1.ObjectMeta
 	7,   // 6: shoal.v1.Pod.spec:type_name -> shoal.v1.PodSpec
@@ -6563,7 +6779,7 @@ var file_shoal_proto_depIdxs = []int32{
 	7,   // 9: shoal.v1.PodTemplateSpec.spec:type_name -> shoal.v1.PodSpec
 	8,   // 10: shoal.v1.PodSpec.containers:type_name -> shoal.v1.Container
 	13,  // 11: shoal.v1.PodSpec.volumes:type_name -> shoal.v1.Volume
-	90,  // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
+	92,  // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
 	21,  // 13: shoal.v1.PodSpec.affinity:type_name -> shoal.v1.Affinity
 	30,  // 14: shoal.v1.PodSpec.tolerations:type_name -> shoal.v1.Toleration
 	31,  // 15: shoal.v1.PodSpec.topology_spread_constraints:type_name -> shoal.v1.TopologySpreadConstraint
@@ -6574,16 +6790,16 @@ var file_shoal_proto_depIdxs = []int32{
 	16,  // 20: shoal.v1.Container.liveness_probe:type_name -> shoal.v1.Probe
 	16,  // 21: shoal.v1.Container.readiness_probe:type_name -> shoal.v1.Probe
 	16,  // 22: shoal.v1.Container.startup_probe:type_name -> shoal.v1.Probe
-	91,  // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
-	92,  // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
+	93,  // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
+	94,  // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
 	14,  // 25: shoal.v1.Volume.empty_dir:type_name -> shoal.v1.EmptyDirVolumeSource
 	15,  // 26: shoal.v1.Volume.host_path:type_name -> shoal.v1.HostPathVolumeSource
 	17,  // 27: shoal.v1.Probe.exec:type_name -> shoal.v1.ExecAction
 	18,  // 28: shoal.v1.Probe.http_get:type_name -> shoal.v1.HTTPGetAction
 	20,  // 29: shoal.v1.Probe.tcp_socket:type_name -> shoal.v1.TCPSocketAction
-	96,  // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
+	98,  // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
 	19,  // 31: shoal.v1.HTTPGetAction.http_headers:type_name -> shoal.v1.HTTPHeader
-	96,  // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
+	98,  // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
 	22,  // 33: shoal.v1.Affinity.node_affinity:type_name -> shoal.v1.NodeAffinity
 	27,  // 34: shoal.v1.Affinity.pod_anti_affinity:type_name -> shoal.v1.PodAntiAffinity
 	23,  // 35: shoal.v1.NodeAffinity.required_during_scheduling_ignored_during_execution:type_name -> shoal.v1.NodeSelector
@@ -6610,74 +6826,78 @@ var file_shoal_proto_depIdxs = []int32{
 	6,   // 56: shoal.v1.DeploymentSpec.template:type_name -> shoal.v1.PodTemplateSpec
 	41,  // 57: shoal.v1.DeploymentSpec.strategy:type_name -> shoal.v1.DeploymentStrategy
 	42,  // 58: shoal.v1.DeploymentStrategy.rolling_update:type_name -> shoal.v1.RollingUpdateDeployment
-	96,  // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
-	96,  // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
+	98,  // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
+	98,  // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
 	44,  // 61: shoal.v1.DeploymentStatus.conditions:type_name -> shoal.v1.DeploymentCondition
 	0,   // 62: shoal.v1.ControllerRevision.metadata:type_name -> shoal.v1.ObjectMeta
 	6,   // 63: shoal.v1.ControllerRevision.data:type_name -> shoal.v1.PodTemplateSpec
-	0,   // 64: shoal.v1.Service.metadata:type_name -> shoal.v1.ObjectMeta
-	47,  // 65: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	93,  // 66: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
-	48,  // 67: shoal.v1.ServiceSpec.ports:type_name -> shoal.v1.ServicePort
-	49,  // 68: shoal.v1.ServiceSpec.session_affinity_config:type_name -> shoal.v1.SessionAffinityConfig
-	96,  // 69: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
-	50,  // 70: shoal.v1.SessionAffinityConfig.client_ip:type_name -> shoal.v1.ClientIPConfig
-	0,   // 71: shoal.v1.Endpoints.metadata:type_name -> shoal.v1.ObjectMeta
-	52,  // 72: shoal.v1.Endpoints.subsets:type_name -> shoal.v1.EndpointSubset
-	53,  // 73: shoal.v1.EndpointSubset.addresses:type_name -> shoal.v1.EndpointAddress
-	53,  // 74: shoal.v1.EndpointSubset.not_ready_addresses:type_name -> shoal.v1.EndpointAddress
-	54,  // 75: shoal.v1.EndpointSubset.ports:type_name -> shoal.v1.EndpointPort
-	4,   // 76: shoal.v1.EndpointAddress.target_ref:type_name -> shoal.v1.ObjectReference
-	0,   // 77: shoal.v1.Node.metadata:type_name -> shoal.v1.ObjectMeta
-	56,  // 78: shoal.v1.Node.spec:type_name -> shoal.v1.NodeSpec
-	58,  // 79: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
-	57,  // 80: shoal.v1.NodeSpec.taints:type_name -> shoal.v1.Taint
-	59,  // 81: shoal.v1.NodeStatus.addresses:type_name -> shoal.v1.NodeAddress
-	60,  // 82: shoal.v1.NodeStatus.conditions:type_name -> shoal.v1.NodeCondition
-	94,  // 83: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
-	95,  // 84: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
-	61,  // 85: shoal.v1.NodeStatus.node_info:type_name -> shoal.v1.NodeSystemInfo
-	5,   // 86: shoal.v1.Object.pod:type_name -> shoal.v1.Pod
-	39,  // 87: shoal.v1.Object.deployment:type_name -> shoal.v1.Deployment
-	46,  // 88: shoal.v1.Object.service:type_name -> shoal.v1.Service
-	51,  // 89: shoal.v1.Object.endpoints:type_name -> shoal.v1.Endpoints
-	55,  // 90: shoal.v1.Object.node:type_name -> shoal.v1.Node
-	45,  // 91: shoal.v1.Object.controller_revision:type_name -> shoal.v1.ControllerRevision
-	62,  // 92: shoal.v1.ApplyRequest.objects:type_name -> shoal.v1.Object
-	62,  // 93: shoal.v1.ApplyResponse.objects:type_name -> shoal.v1.Object
-	65,  // 94: shoal.v1.ApplyResponse.failures:type_name -> shoal.v1.ApplyFailure
-	62,  // 95: shoal.v1.ListResponse.items:type_name -> shoal.v1.Object
-	62,  // 96: shoal.v1.DeleteResponse.object:type_name -> shoal.v1.Object
-	62,  // 97: shoal.v1.WatchEvent.object:type_name -> shoal.v1.Object
-	63,  // 98: shoal.v1.Shoal.Apply:input_type -> shoal.v1.ApplyRequest
-	66,  // 99: shoal.v1.Shoal.Get:input_type -> shoal.v1.GetRequest
-	67,  // 100: shoal.v1.Shoal.List:input_type -> shoal.v1.ListRequest
-	69,  // 101: shoal.v1.Shoal.Delete:input_type -> shoal.v1.DeleteRequest
-	71,  // 102: shoal.v1.Shoal.Watch:input_type -> shoal.v1.WatchRequest
-	73,  // 103: shoal.v1.Shoal.Token:input_type -> shoal.v1.TokenRequest
-	75,  // 104: shoal.v1.Shoal.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
-	77,  // 105: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
-	79,  // 106: shoal.v1.Shoal.Logs:input_type -> shoal.v1.LogsRequest
-	81,  // 107: shoal.v1.Shoal.Exec:input_type -> shoal.v1.ExecRequest
-	83,  // 108: shoal.v1.Shoal.LoadImage:input_type -> shoal.v1.ImageChunk
-	85,  // 109: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
-	64,  // 110: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
-	62,  // 111: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
-	68,  // 112: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
-	70,  // 113: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
-	72,  // 114: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
-	74,  // 115: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
-	76,  // 116: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	78,  // 117: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
-	80,  // 118: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
-	82,  // 119: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
-	84,  // 120: shoal.v1.Shoal.LoadImage:output_type -> shoal.v1.LoadImageResponse
-	86,  // 121: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
-	110, // [110:122] is the sub-list for method output_type
-	98,  // [98:110] is the sub-list for method input_type
-	98,  // [98:98] is the sub-list for extension type_name
-	98,  // [98:98] is the sub-list for extension extendee
-	0,   // [0:98] is the sub-list for field type_name
+	0,   // 64: shoal.v1.Event.metadata:type_name -> shoal.v1.ObjectMeta
+	4,   // 65: shoal.v1.Event.involved_object:type_name -> shoal.v1.ObjectReference
+	47,  // 66: shoal.v1.Event.source:type_name -> shoal.v1.EventSource
+	0,   // 67: shoal.v1.Service.metadata:type_name -> shoal.v1.ObjectMeta
+	49,  // 68: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
+	95,  // 69: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
+	50,  // 70: shoal.v1.ServiceSpec.ports:type_name -> shoal.v1.ServicePort
+	51,  // 71: shoal.v1.ServiceSpec.session_affinity_config:type_name -> shoal.v1.SessionAffinityConfig
+	98,  // 72: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
+	52,  // 73: shoal.v1.SessionAffinityConfig.client_ip:type_name -> shoal.v1.ClientIPConfig
+	0,   // 74: shoal.v1.Endpoints.metadata:type_name -> shoal.v1.ObjectMeta
+	54,  // 75: shoal.v1.Endpoints.subsets:type_name -> shoal.v1.EndpointSubset
+	55,  // 76: shoal.v1.EndpointSubset.addresses:type_name -> shoal.v1.EndpointAddress
+	55,  // 77: shoal.v1.EndpointSubset.not_ready_addresses:type_name -> shoal.v1.EndpointAddress
+	56,  // 78: shoal.v1.EndpointSubset.ports:type_name -> shoal.v1.EndpointPort
+	4,   // 79: shoal.v1.EndpointAddress.target_ref:type_name -> shoal.v1.ObjectReference
+	0,   // 80: shoal.v1.Node.metadata:type_name -> shoal.v1.ObjectMeta
+	58,  // 81: shoal.v1.Node.spec:type_name -> shoal.v1.NodeSpec
+	60,  // 82: shoal.v1.Node.status:type_name -> shoal.v1.NodeStatus
+	59,  // 83: shoal.v1.NodeSpec.taints:type_name -> shoal.v1.Taint
+	61,  // 84: shoal.v1.NodeStatus.addresses:type_name -> shoal.v1.NodeAddress
+	62,  // 85: shoal.v1.NodeStatus.conditions:type_name -> shoal.v1.NodeCondition
+	96,  // 86: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
+	97,  // 87: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
+	63,  // 88: shoal.v1.NodeStatus.node_info:type_name -> shoal.v1.NodeSystemInfo
+	5,   // 89: shoal.v1.Object.pod:type_name -> shoal.v1.Pod
+	39,  // 90: shoal.v1.Object.deployment:type_name -> shoal.v1.Deployment
+	48,  // 91: shoal.v1.Object.service:type_name -> shoal.v1.Service
+	53,  // 92: shoal.v1.Object.endpoints:type_name -> shoal.v1.Endpoints
+	57,  // 93: shoal.v1.Object.node:type_name -> shoal.v1.Node
+	45,  // 94: shoal.v1.Object.controller_revision:type_name -> shoal.v1.ControllerRevision
+	46,  // 95: shoal.v1.Object.event:type_name -> shoal.v1.Event
+	64,  // 96: shoal.v1.ApplyRequest.objects:type_name -> shoal.v1.Object
+	64,  // 97: shoal.v1.ApplyResponse.objects:type_name -> shoal.v1.Object
+	67,  // 98: shoal.v1.ApplyResponse.failures:type_name -> shoal.v1.ApplyFailure
+	64,  // 99: shoal.v1.ListResponse.items:type_name -> shoal.v1.Object
+	64,  // 100: shoal.v1.DeleteResponse.object:type_name -> shoal.v1.Object
+	64,  // 101: shoal.v1.WatchEvent.object:type_name -> shoal.v1.Object
+	65,  // 102: shoal.v1.Shoal.Apply:input_type -> shoal.v1.ApplyRequest
+	68,  // 103: shoal.v1.Shoal.Get:input_type -> shoal.v1.GetRequest
+	69,  // 104: shoal.v1.Shoal.List:input_type -> shoal.v1.ListRequest
+	71,  // 105: shoal.v1.Shoal.Delete:input_type -> shoal.v1.DeleteRequest
+	73,  // 106: shoal.v1.Shoal.Watch:input_type -> shoal.v1.WatchRequest
+	75,  // 107: shoal.v1.Shoal.Token:input_type -> shoal.v1.TokenRequest
+	77,  // 108: shoal.v1.Shoal.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
+	79,  // 109: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
+	81,  // 110: shoal.v1.Shoal.Logs:input_type -> shoal.v1.LogsRequest
+	83,  // 111: shoal.v1.Shoal.Exec:input_type -> shoal.v1.ExecRequest
+	85,  // 112: shoal.v1.Shoal.LoadImage:input_type -> shoal.v1.ImageChunk
+	87,  // 113: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
+	66,  // 114: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
+	64,  // 115: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
+	70,  // 116: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
+	72,  // 117: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
+	74,  // 118: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
+	76,  // 119: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
+	78,  // 120: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	80,  // 121: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
+	82,  // 122: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
+	84,  // 123: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
+	86,  // 124: shoal.v1.Shoal.LoadImage:output_type -> shoal.v1.LoadImageResponse
+	88,  // 125: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
+	114, // [114:126] is the sub-list for method output_type
+	102, // [102:114] is the sub-list for method input_type
+	102, // [102:102] is the sub-list for extension type_name
+	102, // [102:102] is the sub-list for extension extendee
+	0,   // [0:102] is the sub-list for field type_name
 }
 
 func init() { file_shoal_proto_init() }
@@ -6688,15 +6908,16 @@ func file_shoal_proto_init() {
 	file_shoal_proto_msgTypes[7].OneofWrappers = []any{}
 	file_shoal_proto_msgTypes[30].OneofWrappers = []any{}
 	file_shoal_proto_msgTypes[40].OneofWrappers = []any{}
-	file_shoal_proto_msgTypes[50].OneofWrappers = []any{}
-	file_shoal_proto_msgTypes[53].OneofWrappers = []any{}
-	file_shoal_proto_msgTypes[62].OneofWrappers = []any{
+	file_shoal_proto_msgTypes[52].OneofWrappers = []any{}
+	file_shoal_proto_msgTypes[55].OneofWrappers = []any{}
+	file_shoal_proto_msgTypes[64].OneofWrappers = []any{
 		(*Object_Pod)(nil),
 		(*Object_Deployment)(nil),
 		(*Object_Service)(nil),
 		(*Object_Endpoints)(nil),
 		(*Object_Node)(nil),
 		(*Object_ControllerRevision)(nil),
+		(*Object_Event)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -6704,7 +6925,7 @@ func file_shoal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_proto_rawDesc), len(file_shoal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   96,
+			NumMessages:   98,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

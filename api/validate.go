@@ -93,6 +93,21 @@ func Validate(r Resource) error {
 		} else {
 			v.podSpec(o.GetData().GetSpec(), "data.spec")
 		}
+	case *Event:
+		if o == nil {
+			return FieldErrors{{Message: "no object"}}
+		}
+		v.typeMeta(o.GetApiVersion(), o.GetKind(), "Event")
+		v.objectMeta(o.GetMetadata(), "Event", checkDNS1123Subdomain)
+		if o.GetInvolvedObject().GetName() == "" {
+			v.add("involvedObject.name", "required")
+		}
+		if o.GetReason() == "" {
+			v.add("reason", "required")
+		}
+		if t := o.GetType(); t != "Normal" && t != "Warning" {
+			v.add("type", "must be Normal or Warning, got %q", validTruncate(t))
+		}
 	default:
 		return FieldErrors{{Message: fmt.Sprintf("%T is not a shoal object", r)}}
 	}

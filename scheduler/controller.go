@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -99,6 +100,9 @@ type view struct {
 	services    []*api.Service
 	endpoints   []*api.Endpoints
 	revisions   []*api.ControllerRevision
+	events      []*api.Event
+
+	deploymentsByUID map[string]*api.Deployment // built on first use
 }
 
 func (r *rounds) read() (*view, uint64) {
@@ -127,14 +131,19 @@ func (r *rounds) read() (*view, uint64) {
 	for _, o := range revs {
 		v.revisions = append(v.revisions, o.(*api.ControllerRevision))
 	}
+	events, _ := r.st.List("Event")
+	for _, o := range events {
+		v.events = append(v.events, o.(*api.Event))
+	}
 	return v, idx
 }
 
 func (r *rounds) round(ctx context.Context) (uint64, error) {
 	v, idx := r.read()
 	now := time.Now()
+	rec := &recorder{}
 	var ops []Op
-	ops = append(ops, r.planNodeLifecycle(v, now)...)
+	ops = append(ops, r.planNodeLifecycle(v, now, rec)...)
 	// Pods deleted this round are out of what the others see.
 	gone := map[string]bool{}
 	for _, op := range ops {
@@ -151,9 +160,10 @@ func (r *rounds) round(ctx context.Context) (uint64, error) {
 		}
 		v.pods = kept
 	}
-	ops = append(ops, planDeployments(v, now)...)
-	ops = append(ops, planBindings(v, r.cfg.Strategy)...)
+	ops = append(ops, planDeployments(v, now, rec)...)
+	ops = append(ops, planBindings(v, r.cfg.Strategy, rec)...)
 	ops = append(ops, planEndpoints(v)...)
+	ops = append(ops, planEvents(v.events, rec.events, now)...)
 	if len(ops) == 0 {
 		return idx, nil
 	}
@@ -195,10 +205,12 @@ func isNodeReady(n *api.Node) bool {
 // other nodes; when such a node returns, its agent finds them gone and
 // stops them. Bare pods stay bound to their node: nothing would recreate
 // them, and they run again when it returns.
-func (r *rounds) planNodeLifecycle(v *view, now time.Time) []Op {
-	lost := map[string]bool{}
+func (r *rounds) planNodeLifecycle(v *view, now time.Time, rec *recorder) []Op {
+	lost := map[string]time.Duration{}
+	nodes := map[string]*api.Node{}
 	for _, n := range v.nodes {
 		name := n.GetMetadata().GetName()
+		nodes[name] = n
 		if isNodeReady(n) {
 			delete(r.notReadySince, name)
 			continue
@@ -207,26 +219,44 @@ func (r *rounds) planNodeLifecycle(v *view, now time.Time) []Op {
 		if !ok {
 			since = now
 			r.notReadySince[name] = now
+			rec.record(n, "Warning", "NodeNotReady", "node "+name+" is not ready: "+readyMessage(n))
 		}
 		if t, ok := readyTransition(n); ok && t.Before(since) {
 			since = t
 		}
-		if now.Sub(since) >= r.cfg.NodeLostGrace {
-			lost[name] = true
+		if d := now.Sub(since); d >= r.cfg.NodeLostGrace {
+			lost[name] = d
 		}
 	}
 	if len(lost) == 0 {
 		return nil
 	}
 	var ops []Op
+	replaced := map[string][]string{}
 	for _, p := range v.pods {
 		node := p.GetSpec().GetNodeName()
-		if !lost[node] || ownerOf(p) == "" {
+		if _, ok := lost[node]; !ok || ownerOf(p) == "" {
 			continue
 		}
 		ops = append(ops, deletePod(p, fmt.Sprintf("node %s lost: replace pod %s", node, api.KeyOf(p))))
+		replaced[node] = append(replaced[node], p.GetMetadata().GetName())
+	}
+	for node, names := range replaced {
+		sort.Strings(names)
+		rec.record(nodes[node], "Warning", "NodeLost", fmt.Sprintf("node %s not ready for %v: deleted %d pods for their controllers to replace elsewhere: %s",
+			node, lost[node].Round(time.Second), len(names), strings.Join(names, ", ")))
 	}
 	return ops
+}
+
+// readyMessage is the message of a node's Ready condition.
+func readyMessage(n *api.Node) string {
+	for _, c := range n.GetStatus().GetConditions() {
+		if c.Type == "Ready" {
+			return c.Message
+		}
+	}
+	return "no Ready condition"
 }
 
 func readyTransition(n *api.Node) (time.Time, bool) {
@@ -259,7 +289,7 @@ func controllerUID(m *api.ObjectMeta) string {
 
 // planDeployments runs one rollout step per Deployment, keeps its revision
 // history, and removes the pods and revisions whose Deployment is gone.
-func planDeployments(v *view, now time.Time) []Op {
+func planDeployments(v *view, now time.Time, rec *recorder) []Op {
 	byUID := map[string][]*api.Pod{}
 	for _, p := range v.pods {
 		if uid := controllerUID(p.GetMetadata()); uid != "" {
@@ -293,8 +323,24 @@ func planDeployments(v *view, now time.Time) []Op {
 		for range plan.Create {
 			ops = append(ops, Op{Put: newPodFor(d, plan.Hash), Create: true, Why: "deployment " + key + ": create pod"})
 		}
+		if plan.Create > 0 {
+			rec.record(d, "Normal", "SuccessfulCreate", fmt.Sprintf("created %d pods of template %s", plan.Create, plan.Hash))
+		}
+		var deleted []string
 		for _, p := range plan.Delete {
 			ops = append(ops, deletePod(p, "deployment "+key+": delete pod "+p.GetMetadata().GetName()))
+			deleted = append(deleted, p.GetMetadata().GetName())
+		}
+		if len(deleted) > 0 {
+			rec.record(d, "Normal", "SuccessfulDelete", fmt.Sprintf("deleted %d pods: %s", len(deleted), strings.Join(deleted, ", ")))
+		}
+		if was, now := progressReason(d.GetStatus()), progressReason(plan.Status); was != now {
+			switch now {
+			case "ProgressDeadlineExceeded":
+				rec.record(d, "Warning", now, fmt.Sprintf("rollout of template %s made no progress within its deadline", plan.Hash))
+			case "NewReplicaSetAvailable":
+				rec.record(d, "Normal", "RolloutComplete", fmt.Sprintf("template %s rolled out: %d replicas available", plan.Hash, plan.Status.GetAvailableReplicas()))
+			}
 		}
 		if plan.Status != nil && !proto.Equal(plan.Status, d.GetStatus()) {
 			next := proto.Clone(d).(*api.Deployment)
@@ -321,6 +367,17 @@ func planDeployments(v *view, now time.Time) []Op {
 		}
 	}
 	return ops
+}
+
+// progressReason is the reason of a Deployment status's Progressing
+// condition.
+func progressReason(st *api.DeploymentStatus) string {
+	for _, c := range st.GetConditions() {
+		if c.Type == "Progressing" {
+			return c.Reason
+		}
+	}
+	return ""
 }
 
 // asDrained returns pods with those on draining nodes relabelled as of no
@@ -393,7 +450,7 @@ func randomSuffix(n int) string {
 // of the nodes that is updated with each placement (the scheduler never
 // re-reads a node per pod); an unplaceable pod gets a PodScheduled=False
 // condition with the reasons, written only when they change.
-func planBindings(v *view, strategy Strategy) []Op {
+func planBindings(v *view, strategy Strategy, rec *recorder) []Op {
 	var pending []*api.Pod
 	states := map[string]*NodeState{}
 	var nodes []*NodeState
@@ -422,6 +479,7 @@ func planBindings(v *view, strategy Strategy) []Op {
 		return api.KeyOf(pending[i]) < api.KeyOf(pending[j])
 	})
 	var ops []Op
+	placed := map[*api.Deployment]map[string]int{}
 	for _, p := range pending {
 		node, err := Place(p, nodes, strategy)
 		if err != nil {
@@ -439,6 +497,7 @@ func planBindings(v *view, strategy Strategy) []Op {
 			cond.LastTransitionTime = time.Now().UTC().Format(time.RFC3339)
 			setPodCondition(next.Status, cond)
 			ops = append(ops, Op{Put: next, StatusOnly: true, Why: "pod " + api.KeyOf(p) + ": unschedulable"})
+			rec.record(p, "Warning", "FailedScheduling", cond.Message)
 			continue
 		}
 		next := proto.Clone(p).(*api.Pod)
@@ -446,8 +505,43 @@ func planBindings(v *view, strategy Strategy) []Op {
 		ops = append(ops, Op{Put: next, ResourceVersion: p.GetMetadata().GetResourceVersion(),
 			Why: "bind pod " + api.KeyOf(p) + " to " + node})
 		states[node].Pods = append(states[node].Pods, next)
+		owner := ownerDeployment(p, v)
+		if owner == nil {
+			rec.record(p, "Normal", "Scheduled", "assigned "+api.KeyOf(p)+" to "+node)
+			continue
+		}
+		if placed[owner] == nil {
+			placed[owner] = map[string]int{}
+		}
+		placed[owner][node]++
+	}
+	// One event per Deployment and round, not one per pod.
+	for d, perNode := range placed {
+		var parts []string
+		total := 0
+		for node, n := range perNode {
+			parts = append(parts, fmt.Sprintf("%d on %s", n, node))
+			total += n
+		}
+		sort.Strings(parts)
+		rec.record(d, "Normal", "Scheduled", fmt.Sprintf("scheduled %d pods: %s", total, strings.Join(parts, ", ")))
 	}
 	return ops
+}
+
+// ownerDeployment finds the Deployment that controls p in the view.
+func ownerDeployment(p *api.Pod, v *view) *api.Deployment {
+	uid := controllerUID(p.GetMetadata())
+	if uid == "" {
+		return nil
+	}
+	if v.deploymentsByUID == nil {
+		v.deploymentsByUID = make(map[string]*api.Deployment, len(v.deployments))
+		for _, d := range v.deployments {
+			v.deploymentsByUID[d.GetMetadata().GetUid()] = d
+		}
+	}
+	return v.deploymentsByUID[uid]
 }
 
 func podCondition(p *api.Pod, typ string) *api.PodCondition {

@@ -42,7 +42,7 @@ func TestPlanBindingsSpreadsAnOwnersPods(t *testing.T) {
 	for _, n := range []string{"p1", "p2", "p3", "p4", "p5", "p6"} {
 		v.pods = append(v.pods, ctlPod(n, "", "u1"))
 	}
-	ops := planBindings(v, Spread)
+	ops := planBindings(v, Spread, nil)
 	if len(ops) != 6 {
 		t.Fatalf("want 6 bindings, got %d", len(ops))
 	}
@@ -65,7 +65,7 @@ func TestPlanBindingsUnschedulableOnce(t *testing.T) {
 	p := ctlPod("big", "", "")
 	p.Spec.Containers[0].Resources = &api.ResourceRequirements{Requests: map[string]string{"memory": "64Gi"}}
 	v.pods = []*api.Pod{p}
-	ops := planBindings(v, Spread)
+	ops := planBindings(v, Spread, nil)
 	if len(ops) != 1 || !ops[0].StatusOnly {
 		t.Fatalf("want one status write, got %+v", ops)
 	}
@@ -77,7 +77,7 @@ func TestPlanBindingsUnschedulableOnce(t *testing.T) {
 	}
 	// Written once: the same reasons are not written again.
 	v.pods = []*api.Pod{ops[0].Put.(*api.Pod)}
-	if ops := planBindings(v, Spread); len(ops) != 0 {
+	if ops := planBindings(v, Spread, nil); len(ops) != 0 {
 		t.Fatalf("the same reason written again: %+v", ops)
 	}
 }
@@ -89,16 +89,16 @@ func TestPlanNodeLifecycleAfterGrace(t *testing.T) {
 		nodes: []*api.Node{ctlNode("a", true, now), ctlNode("b", false, now.Add(-2*time.Second))},
 		pods:  []*api.Pod{ctlPod("owned-on-b", "b", "u1"), ctlPod("bare-on-b", "b", ""), ctlPod("owned-on-a", "a", "u1")},
 	}
-	if ops := r.planNodeLifecycle(v, now); len(ops) != 0 {
+	if ops := r.planNodeLifecycle(v, now, nil); len(ops) != 0 {
 		t.Fatalf("within the grace: %+v", ops)
 	}
-	ops := r.planNodeLifecycle(v, now.Add(4*time.Second))
+	ops := r.planNodeLifecycle(v, now.Add(4*time.Second), nil)
 	if len(ops) != 1 || ops[0].Delete == nil || ops[0].Delete.Name != "owned-on-b" || ops[0].ResourceVersion != "7" {
 		t.Fatalf("after the grace want only the owned pod of b deleted, got %+v", ops)
 	}
 	// Back Ready: nothing, and the clock starts again next time.
 	v.nodes[1] = ctlNode("b", true, now)
-	if ops := r.planNodeLifecycle(v, now.Add(10*time.Second)); len(ops) != 0 || len(r.notReadySince) != 0 {
+	if ops := r.planNodeLifecycle(v, now.Add(10*time.Second), nil); len(ops) != 0 || len(r.notReadySince) != 0 {
 		t.Fatalf("ready again: %+v %v", ops, r.notReadySince)
 	}
 }

@@ -191,6 +191,52 @@ func describe(ctx context.Context, w io.Writer, c *client.HTTPClient, r api.Reso
 	if m.GetDeletionTimestamp() != "" {
 		d.line(0, "Terminating since", timestamp(m.GetDeletionTimestamp(), at))
 	}
+	describeEvents(ctx, d, c, r, k, at)
+}
+
+// describeEvents lists the events about r, as kubectl describe does.
+func describeEvents(ctx context.Context, d *describer, c *client.HTTPClient, r api.Resource, k api.KindInfo, at time.Time) {
+	if c == nil || k.Kind == "Event" {
+		return
+	}
+	m := r.GetMetadata()
+	ns := m.GetNamespace()
+	if ns == "" {
+		ns = api.DefaultNamespace
+	}
+	raws, err := c.List(ctx, "events", ns, false, "")
+	if err != nil {
+		d.line(0, "Events", "<unavailable: "+err.Error()+">")
+		return
+	}
+	var evs []api.Resource
+	for _, raw := range raws {
+		o, _, err := decodeObject(raw)
+		if err != nil {
+			continue
+		}
+		e, ok := o.(*api.Event)
+		ref := e.GetInvolvedObject()
+		if ok && ref.GetKind() == k.Kind && ref.GetName() == m.GetName() && (ref.GetUid() == "" || ref.GetUid() == m.GetUid()) {
+			evs = append(evs, e)
+		}
+	}
+	if len(evs) == 0 {
+		d.line(0, "Events", "<none>")
+		return
+	}
+	sortEvents(evs)
+	d.section(0, "Events")
+	d.raw(1, "Type", "Reason", "Age", "From", "Message")
+	d.raw(1, "----", "------", "---", "----", "-------")
+	for _, o := range evs {
+		e := o.(*api.Event)
+		seen := age(e.GetLastTimestamp(), at)
+		if e.GetCount() > 1 {
+			seen = fmt.Sprintf("%s (x%d over %s)", seen, e.GetCount(), age(e.GetFirstTimestamp(), at))
+		}
+		d.raw(1, e.GetType(), e.GetReason(), seen, e.GetSource().GetComponent(), e.GetMessage())
+	}
 }
 
 func describeMeta(d *describer, m *api.ObjectMeta, at time.Time) {

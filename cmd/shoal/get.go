@@ -203,12 +203,19 @@ func (o *getOptions) run(cmd *cobra.Command, args []string) error {
 			}
 			first = false
 			topts := tableOptions{wide: o.output == "wide", namespace: o.allNamespaces, kindPrefix: len(targets) > 1}
-			rows := make([][]string, 0, len(res.items))
+			objs := make([]api.Resource, 0, len(res.items))
 			for _, raw := range res.items {
 				r, _, err := decodeObject(raw)
 				if err != nil {
 					return err
 				}
+				objs = append(objs, r)
+			}
+			if res.kind.Kind == "Event" {
+				sortEvents(objs)
+			}
+			rows := make([][]string, 0, len(objs))
+			for _, r := range objs {
 				rows = append(rows, row(r, topts, now()))
 			}
 			newTable(headers(res.kind, topts)).write(out, rows, o.noHeaders)

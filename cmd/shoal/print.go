@@ -223,6 +223,8 @@ func headers(k api.KindInfo, o tableOptions) []string {
 		h = []string{"NAME", "ENDPOINTS", "AGE"}
 	case "ControllerRevision":
 		h = []string{"NAME", "CONTROLLER", "REVISION", "AGE"}
+	case "Event":
+		h = []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"}
 	case "Node":
 		h = []string{"NAME", "STATUS", "ROLES", "AGE", "VERSION"}
 		if o.wide {
@@ -284,6 +286,13 @@ func row(r api.Resource, o tableOptions, at time.Time) []string {
 		}
 	case *api.Endpoints:
 		cells = []string{name, endpointsSummary(v), created}
+	case *api.Event:
+		seen := age(v.GetLastTimestamp(), at)
+		if v.GetCount() > 1 {
+			seen = fmt.Sprintf("%s (x%d over %s)", seen, v.GetCount(), age(v.GetFirstTimestamp(), at))
+		}
+		o := v.GetInvolvedObject()
+		cells = []string{seen, v.GetType(), v.GetReason(), strings.ToLower(o.GetKind()) + "/" + o.GetName(), v.GetMessage()}
 	case *api.ControllerRevision:
 		owner := "<none>"
 		for _, o := range v.GetMetadata().GetOwnerReferences() {
@@ -554,4 +563,14 @@ func writeObjects(w io.Writer, format string, items []json.RawMessage, resourceV
 		return writeYAML(w, data)
 	}
 	return fmt.Errorf("unknown output format %q", format)
+}
+
+// sortEvents orders events oldest first by when they last happened, as
+// kubectl does.
+func sortEvents(objs []api.Resource) {
+	sort.SliceStable(objs, func(i, j int) bool {
+		a, _ := objs[i].(*api.Event)
+		b, _ := objs[j].(*api.Event)
+		return a.GetLastTimestamp() < b.GetLastTimestamp()
+	})
 }
