@@ -23,7 +23,11 @@ type Config struct {
 	// show the operator.
 	OnInit func(joinLine string)
 	Pods   PodsConfig
-	Logger *slog.Logger
+	// Reserved is what the node keeps for itself (the agent, containerd,
+	// the system): cpu and memory quantities taken off its capacity to
+	// give the allocatable that the scheduler places pods against.
+	Reserved map[string]string
+	Logger   *slog.Logger
 }
 
 // Run runs the agent until ctx ends.
@@ -49,7 +53,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	go func() {
-		if err := reportNodeInfo(ctx, c.LocalAPI(), c.NodeName(), cfg.Cluster.Version); err != nil && ctx.Err() == nil {
+		if err := reportNodeInfo(ctx, c.LocalAPI(), c.NodeName(), cfg.Cluster.Version, cfg.Reserved); err != nil && ctx.Err() == nil {
 			log.Warn("node info not reported", "err", err)
 		}
 	}()

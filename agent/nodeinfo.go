@@ -65,6 +65,32 @@ func memTotalKiB() int64 {
 	return 0
 }
 
+// allocatableOf is capacity minus reserved, per resource, never below
+// zero; quantities that do not parse leave the capacity as it is (the
+// flags are checked at start).
+func allocatableOf(capacity, reserved map[string]string) map[string]string {
+	out := make(map[string]string, len(capacity))
+	for k, v := range capacity {
+		out[k] = v
+	}
+	if c, r, ok := parsePair(api.ParseCPU, capacity["cpu"], reserved["cpu"]); ok {
+		out["cpu"] = fmt.Sprintf("%dm", max(c-r, 0))
+	}
+	if c, r, ok := parsePair(api.ParseBytes, capacity["memory"], reserved["memory"]); ok {
+		out["memory"] = fmt.Sprintf("%dKi", max(c-r, 0)/1024)
+	}
+	return out
+}
+
+func parsePair(parse func(string) (int64, error), a, b string) (int64, int64, bool) {
+	if a == "" || b == "" {
+		return 0, 0, false
+	}
+	x, err1 := parse(a)
+	y, err2 := parse(b)
+	return x, y, err1 == nil && err2 == nil
+}
+
 // nodeAPI is the part of the API the agent uses to report its node.
 type nodeAPI interface {
 	Get(context.Context, *api.GetRequest) (*api.Object, error)
@@ -75,8 +101,9 @@ type nodeAPI interface {
 // object once the leader has created it. The leader writes the gossip and
 // raft parts of the same status, so each side changes only its own fields,
 // guarded by resourceVersion.
-func reportNodeInfo(ctx context.Context, a nodeAPI, name, version string) error {
+func reportNodeInfo(ctx context.Context, a nodeAPI, name, version string, reserved map[string]string) error {
 	info, capacity := hostInfo(version)
+	allocatable := allocatableOf(capacity, reserved)
 	for {
 		err := func() error {
 			obj, err := a.Get(ctx, &api.GetRequest{Kind: "Node", Name: name})
@@ -91,7 +118,7 @@ func reportNodeInfo(ctx context.Context, a nodeAPI, name, version string) error 
 			want := proto.Clone(st).(*api.NodeStatus)
 			want.NodeInfo = info
 			want.Capacity = capacity
-			want.Allocatable = capacity
+			want.Allocatable = allocatable
 			if proto.Equal(st, want) {
 				return nil
 			}

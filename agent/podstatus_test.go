@@ -92,3 +92,16 @@ func TestPodStatusKeepsTransitionTimes(t *testing.T) {
 		}
 	}
 }
+
+func TestAllocatableOf(t *testing.T) {
+	got := allocatableOf(map[string]string{"cpu": "2", "memory": "4096Ki", "pods": "110"}, map[string]string{"cpu": "100m", "memory": "1Mi"})
+	if got["cpu"] != "1900m" || got["memory"] != "3072Ki" || got["pods"] != "110" {
+		t.Fatalf("allocatable %v", got)
+	}
+	if got := allocatableOf(map[string]string{"cpu": "1"}, map[string]string{"cpu": "4"}); got["cpu"] != "0m" {
+		t.Fatalf("never below zero: %v", got)
+	}
+	if got := allocatableOf(map[string]string{"cpu": "1"}, nil); got["cpu"] != "1" {
+		t.Fatalf("no reservation: %v", got)
+	}
+}

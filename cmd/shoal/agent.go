@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shoalproj/shoal/agent"
+	"github.com/shoalproj/shoal/api"
 	"github.com/shoalproj/shoal/api/client"
 	"github.com/shoalproj/shoal/cluster"
 )
@@ -25,6 +26,8 @@ func newAgentCommand() *cobra.Command {
 		registryConfig   string
 		registryMirrors  []string
 		insecureRegistry []string
+		reserveCPU       string
+		reserveMemory    string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -52,6 +55,12 @@ func newAgentCommand() *cobra.Command {
 				return err
 			}
 			pods.Registry = reg
+			if _, err := api.ParseCPU(reserveCPU); err != nil {
+				return fmt.Errorf("--reserve-cpu %q: %w", reserveCPU, err)
+			}
+			if _, err := api.ParseBytes(reserveMemory); err != nil {
+				return fmt.Errorf("--reserve-memory %q: %w", reserveMemory, err)
+			}
 			cfg.Version = version
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -59,6 +68,7 @@ func newAgentCommand() *cobra.Command {
 				Cluster:          cfg,
 				ClientConfigPath: client.DefaultConfigPath(),
 				Pods:             pods,
+				Reserved:         map[string]string{"cpu": reserveCPU, "memory": reserveMemory},
 				Logger:           log,
 				OnInit: func(joinLine string) {
 					fmt.Fprintf(cmd.OutOrStdout(), "Cluster created. To add a node, run on it:\n\n    %s\n\n", joinLine)
@@ -82,6 +92,8 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", cluster.DefaultPodCIDR, "with --init: the CIDR pods get addresses from; each node leases a /24 of it")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", cluster.DefaultServiceCIDR, "with --init: the CIDR services get virtual IPs from")
 	f.DurationVar(&cfg.Controllers.NodeLostGrace, "node-lost-grace", 5*time.Second, "while leading: how long a node stays NotReady before its pods are replaced on other nodes")
+	f.StringVar(&reserveCPU, "reserve-cpu", "100m", "cpu kept for the system: the node's allocatable cpu is its capacity minus this")
+	f.StringVar(&reserveMemory, "reserve-memory", "256Mi", "memory kept for the system: the node's allocatable memory is its capacity minus this")
 	f.BoolVar(&pods.Enabled, "run-pods", true, "run the pods the cluster binds to this node (containerd and the pod network start with the first one)")
 	f.StringVar(&pods.ContainerdSocket, "containerd-socket", "/run/containerd/containerd.sock", "containerd's socket; when nothing answers there, the agent starts its own containerd")
 	f.StringVar(&registryConfig, "registry-config", "", "YAML file with registry mirrors, plain-HTTP registries and credentials")
