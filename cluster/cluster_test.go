@@ -192,7 +192,8 @@ func TestClusterFormsAndReplicates(t *testing.T) {
 		}
 	}
 	// A write through a follower is forwarded to the leader.
-	pod := &api.Pod{Metadata: &api.ObjectMeta{Name: "p1"}, Spec: &api.PodSpec{Containers: []*api.Container{{Name: "c", Image: "busybox"}}}}
+	// Bound already, so that the leader's scheduler leaves it as it is.
+	pod := &api.Pod{Metadata: &api.ObjectMeta{Name: "p1"}, Spec: &api.PodSpec{NodeName: "elsewhere", Containers: []*api.Container{{Name: "c", Image: "busybox"}}}}
 	out, err := cl.Apply(ctx, &api.ApplyRequest{Objects: []*api.Object{api.Wrap(pod)}})
 	if err != nil {
 		t.Fatalf("apply: %v", err)

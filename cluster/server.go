@@ -48,7 +48,7 @@ func retryableForward(err error) bool {
 // caller would wait longer: an election takes a second or two, so a node
 // that finds no leader for this long is cut off from the majority, and its
 // caller is better told so than left waiting.
-const maxLeaderWait = 10 * time.Second
+const maxLeaderWait = 15 * time.Second
 
 // onLeader runs local when this node leads, or remote against the leader's
 // API (addr) when another does, waiting for a leader to exist.
