@@ -18,8 +18,8 @@ import (
 )
 
 type trace struct {
-	name                                   string
-	node                                   string
+	name                                  string
+	node                                  string
 	added, bound, running, ready, deleted time.Duration
 }
 
