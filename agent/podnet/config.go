@@ -239,9 +239,11 @@ func portMappings(ports []PortMapping) ([]portMapEntry, error) {
 }
 
 // confList renders the CNI network configuration list for s: a bridge with
-// host-local IPAM over the node's pod subnet, portmap for host ports, and
-// loopback to bring up the pod's lo. s.MTU must be resolved.
-func confList(s *settings) ([]byte, error) {
+// host-local IPAM over the node's pod subnet, and, withPortmap, portmap for
+// host ports. Each plugin is a process per pod on ADD and on DEL, so pods
+// without host ports do without portmap, and the pod's lo is brought up in
+// process rather than by the loopback plugin. s.MTU must be resolved.
+func confList(s *settings, withPortmap bool) ([]byte, error) {
 	type route struct {
 		Dst string `json:"dst"`
 	}
@@ -269,9 +271,6 @@ func confList(s *settings) ([]byte, error) {
 		Capabilities map[string]bool `json:"capabilities"`
 		SNAT         bool            `json:"snat"`
 	}
-	type loopback struct {
-		Type string `json:"type"`
-	}
 	list := struct {
 		CNIVersion string `json:"cniVersion"`
 		Name       string `json:"name"`
@@ -294,10 +293,10 @@ func confList(s *settings) ([]byte, error) {
 					Routes:  []route{{Dst: "0.0.0.0/0"}},
 				},
 			},
-			portmap{Type: "portmap", Capabilities: map[string]bool{"portMappings": true}, SNAT: true},
-			// Last: loopback passes the bridge's result through unchanged.
-			loopback{Type: "loopback"},
 		},
+	}
+	if withPortmap {
+		list.Plugins = append(list.Plugins, portmap{Type: "portmap", Capabilities: map[string]bool{"portMappings": true}, SNAT: true})
 	}
 	return json.MarshalIndent(list, "", "  ")
 }

@@ -182,8 +182,7 @@ func TestConfList(t *testing.T) {
 			     "ipam": {"type": "host-local", "dataDir": "/var/lib/shoal/podnet/ipam",
 			              "ranges": [[{"subnet": "10.244.7.0/24", "gateway": "10.244.7.1"}]],
 			              "routes": [{"dst": "0.0.0.0/0"}]}},
-			    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
-			    {"type": "loopback"}
+			    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
 			  ]}`,
 		},
 		{
@@ -197,8 +196,7 @@ func TestConfList(t *testing.T) {
 			     "ipam": {"type": "host-local", "dataDir": "/data/podnet/ipam",
 			              "ranges": [[{"subnet": "172.16.32.0/20", "gateway": "172.16.32.1"}]],
 			              "routes": [{"dst": "0.0.0.0/0"}]}},
-			    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true},
-			    {"type": "loopback"}
+			    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
 			  ]}`,
 		},
 	} {
@@ -208,7 +206,7 @@ func TestConfList(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.MTU = tc.mtu
-			b, err := confList(s)
+			b, err := confList(s, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,7 +228,7 @@ func TestConfList(t *testing.T) {
 			for _, p := range list.Plugins {
 				types = append(types, p.Network.Type)
 			}
-			if strings.Join(types, ",") != "bridge,portmap,loopback" || list.Name != "shoal" || list.CNIVersion != "1.0.0" {
+			if strings.Join(types, ",") != "bridge,portmap" || list.Name != "shoal" || list.CNIVersion != "1.0.0" {
 				t.Errorf("libcni reads %s %s %v", list.Name, list.CNIVersion, types)
 			}
 			if !list.Plugins[1].Network.Capabilities["portMappings"] {
@@ -332,5 +330,28 @@ func TestKeyedMutexForgets(t *testing.T) {
 	u2()
 	if len(k.m) != 0 {
 		t.Errorf("%d keys remembered after all unlocked", len(k.m))
+	}
+}
+
+func TestConfListWithoutHostPorts(t *testing.T) {
+	s, err := resolve(Config{PodCIDR: "10.244.7.0/24", StateDir: "/var/lib/shoal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.MTU = 1500
+	b, err := confList(s, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Plugins []struct {
+			Type string `json:"type"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Plugins) != 1 || got.Plugins[0].Type != "bridge" {
+		t.Fatalf("without host ports only the bridge plugin runs: %s", b)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -151,4 +152,27 @@ func netNSMounted(path string) (bool, error) {
 func pathExists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
+}
+
+// loUp brings up lo in the namespace at path (what the CNI loopback
+// plugin would do, without a process).
+func loUp(path string) error {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("podnet: open %s: %w", path, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("podnet: netlink in %s: %w", path, err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("podnet: lo in %s: %w", path, err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("podnet: lo up in %s: %w", path, err)
+	}
+	return nil
 }

@@ -90,14 +90,15 @@ type Network interface {
 const cleanupTimeout = 30 * time.Second
 
 // requiredPlugins are the CNI plugins the configuration list uses.
-var requiredPlugins = []string{"bridge", "host-local", "portmap", "loopback"}
+var requiredPlugins = []string{"bridge", "host-local", "portmap"}
 
 // CNI is the Network of a node, built on libcni and the standard plugins.
 type CNI struct {
 	s      *settings
 	hostNS netns.NsHandle
 	cni    *libcni.CNIConfig
-	list   *libcni.NetworkConfigList
+	list   *libcni.NetworkConfigList // with portmap, for pods with host ports
+	plain  *libcni.NetworkConfigList // without
 	locks  keyedMutex
 
 	mu     sync.RWMutex // held for reading by every operation, for writing by Close
@@ -143,12 +144,17 @@ func New(ctx context.Context, cfg Config) (*CNI, error) {
 			return nil, err
 		}
 	}
-	b, err := confList(s)
-	if err != nil {
-		return nil, fmt.Errorf("podnet: render CNI configuration: %w", err)
-	}
-	if n.list, err = libcni.ConfListFromBytes(b); err != nil {
-		return nil, fmt.Errorf("podnet: CNI configuration: %w", err)
+	for _, l := range []struct {
+		withPortmap bool
+		to          **libcni.NetworkConfigList
+	}{{true, &n.list}, {false, &n.plain}} {
+		b, err := confList(s, l.withPortmap)
+		if err != nil {
+			return nil, fmt.Errorf("podnet: render CNI configuration: %w", err)
+		}
+		if *l.to, err = libcni.ConfListFromBytes(b); err != nil {
+			return nil, fmt.Errorf("podnet: CNI configuration: %w", err)
+		}
 	}
 	// An explicit exec: libcni otherwise creates one lazily on first use,
 	// which races when pods are set up concurrently.
@@ -231,15 +237,20 @@ func (n *CNI) Setup(ctx context.Context, pod PodRef, ports []PortMapping) (Attac
 		return Attachment{}, err
 	}
 	rt := n.runtimeConf(pod, path)
+	list := n.plain
 	if len(pm) > 0 {
 		rt.CapabilityArgs = map[string]any{"portMappings": pm}
+		list = n.list
 	}
 	var res types.Result
-	err = inNetNS(n.hostNS, func() error {
-		var err error
-		res, err = n.cni.AddNetworkList(ctx, n.list, rt)
-		return err
-	})
+	err = loUp(path)
+	if err == nil {
+		err = inNetNS(n.hostNS, func() error {
+			var err error
+			res, err = n.cni.AddNetworkList(ctx, list, rt)
+			return err
+		})
+	}
 	var att Attachment
 	if err == nil {
 		att, err = attachmentFrom(res, path)
