@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/shoalproj/shoal/api"
 )
@@ -57,7 +58,11 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 	}
 	gs := grpc.NewServer(grpc.Creds(acceptedTLS{}),
 		grpc.ChainUnaryInterceptor(c.unaryInterceptor), grpc.ChainStreamInterceptor(c.streamInterceptor),
-		grpc.MaxRecvMsgSize(16<<20))
+		grpc.MaxRecvMsgSize(16<<20),
+		// Peers and clients ping every few seconds (see peers.go); the
+		// server pings too, so a caller that vanished ends its streams.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 2 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}))
 	srv := c.localAPI
 	api.RegisterShoalServer(gs, srv)
 	api.RegisterJoinServer(gs, &joinServer{c: c})

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/shoalproj/shoal/api"
 )
@@ -48,7 +50,10 @@ func (p *peerClients) conn(addr string) (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	cfg.ServerName = host
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+		// A peer cut off mid-stream sends nothing, not even a reset: without
+		// pings a relayed watch would wait on it for ever.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}))
 	if err != nil {
 		return nil, err
 	}
