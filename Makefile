@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN := bin/shoal
 
-.PHONY: image check-recipes all build test unit e2e lint deps lab lab-down bench bench-store bench-pods proto clean
+.PHONY: image check-recipes all build test unit e2e lint deps lab lab-down bench bench-store bench-pods bench-sched proto clean
 
 all: build
 
@@ -40,7 +40,7 @@ lab: deps build
 lab-down:
 	@bash hack/lab.sh down
 
-bench: bench-store bench-pods
+bench: bench-store bench-pods bench-sched
 
 # Writes/s and p50/p99 of small object writes through the API of a 3-node
 # loopback cluster against etcd 3.4 (one member and three), same run, fsync
@@ -77,6 +77,21 @@ image:
 # Dockerfile on a machine that cannot run them (hack/check-recipes.sh).
 check-recipes: deps
 	@bash hack/check-recipes.sh
+
+# Scheduler at scale: a real leader (one agent in its own process, raft with
+# its bbolt log and fsync, the controllers) with 500 and then 5,000 hollow
+# nodes (e2e/bench/hollow), 100,000 pods in 100 Deployments applied at once:
+# pods/s bound and committed, p50/p99 creation → bound, the leader's CPU and
+# memory; then, on a 3-host lab (as root), a rolling update of 50 pods 5 at
+# a time with immediate stop, and the recovery from a killed host. Prints
+# figures, never a test. About 4 minutes. It uses 127.0.0.61 (and .62/.63
+# with -voters 3) on the default ports, plus 6061.
+#   make bench-sched BENCH_SCHED_FLAGS="-nodes 5000 -pods 20000 -out sched.md"
+#   make bench-sched BENCH_SCHED_FLAGS="-profile /tmp/prof -voters 3"
+BENCH_SCHED_FLAGS ?=
+bench-sched: build
+	$(GO) run ./e2e/bench/schedbench $(BENCH_SCHED_FLAGS)
+	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test ./e2e -run '^$$' -bench BenchmarkLabRollout -benchtime 1x -count 1 -timeout 15m -v 2>&1 | grep -E 'figure|^ok|FAIL'
 
 proto:
 	cd api && protoc -I. -I/usr/include --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative shoal.proto

@@ -26,6 +26,10 @@ type PodsConfig struct {
 	// the agent starts a containerd of its own under its data directory.
 	ContainerdSocket string
 	Registry         runtime.RegistryConfig
+	// Hollow runs the pods on a runtime that runs nothing and a pod
+	// network that only hands out addresses (agent/hollow.go): many
+	// agents on one machine for scale tests.
+	Hollow bool
 }
 
 // runPods starts the pod machinery once this node has something to run
@@ -33,6 +37,9 @@ type PodsConfig struct {
 // that only takes part in the control plane starts no containerd and
 // changes nothing in the host's network.
 func runPods(ctx context.Context, c *cluster.Cluster, cfg PodsConfig, svc *podsService, dataDir string, log *slog.Logger) error {
+	if cfg.Hollow {
+		return runHollowPods(ctx, c, svc, dataDir, log)
+	}
 	client, err := c.SelfClient()
 	if err != nil {
 		return err

@@ -480,8 +480,10 @@ func planBindings(v *view, strategy Strategy, rec *recorder) []Op {
 	})
 	var ops []Op
 	placed := map[*api.Deployment]map[string]int{}
+	start := 0 // where the next pod's sample of nodes begins
 	for _, p := range pending {
-		node, err := Place(p, nodes, strategy)
+		node, nextStart, err := PlaceSampled(p, nodes, strategy, start)
+		start = nextStart
 		if err != nil {
 			cond := &api.PodCondition{Type: "PodScheduled", Status: "False", Reason: "Unschedulable", Message: err.Error()}
 			if cur := podCondition(p, "PodScheduled"); cur != nil && cur.Status == cond.Status && cur.Message == cond.Message {

@@ -1,22 +1,131 @@
 // Package scheduler places pods on nodes: pure functions that filter nodes,
-// score them and pick one (this file), and, to come, the controllers only
-// the leader runs (binding, deployments, node lifecycle, endpoints).
+// score them and pick one (this file; PlaceSampled for large clusters),
+// and the controllers only the leader runs (binding, deployments, node
+// lifecycle, endpoints).
 package scheduler
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/shoalproj/shoal/api"
 )
 
 // NodeState is one node as placement sees it: the Node object and the pods
 // already bound to it.
+//
+// Placement keeps what it derives from Node and Pods (the node's own
+// verdict, allocatable, the sums of requested cpu and memory, pods per
+// owner) inside the NodeState, so that one decision costs the same however
+// many pods a node runs. Between two calls Pods may only grow by
+// appending (AddPod, or append); to remove or replace pods, set Pods to a
+// new slice (a slice on another array, or a shorter one, is counted
+// again) or make a new NodeState: pods changed in place, on the same
+// array, are not noticed. A new Node is read again. Because Place and
+// PlaceSampled update the cache, a NodeState is not safe for concurrent
+// use.
 type NodeState struct {
 	Node *api.Node
 	Pods []*api.Pod
+
+	c nodeCache
+}
+
+// AddPod records pod as bound to the node (the same as appending it to
+// Pods).
+func (n *NodeState) AddPod(pod *api.Pod) { n.Pods = append(n.Pods, pod) }
+
+// nodeCache is what placement derived from a NodeState. The fields one
+// decision reads of every node it looks at come first, together: over
+// thousands of nodes a decision's cost is the memory it touches.
+type nodeCache struct {
+	node *api.Node // the Node the node fields were read from
+	pods int       // how many of Pods the sums include
+	base **api.Pod // &Pods[0] when summed: a new array is summed again
+	// nodeReason is the first reason of the filters that look at the
+	// node alone (ready, schedulable), "" when it passes them.
+	nodeReason         string
+	tainted            bool // the node has NoSchedule or NoExecute taints
+	allocCPU, allocMem int64
+	usedCPU, usedMem   int64
+	load               int64     // loadPercent of the above
+	nameKey            [2]uint64 // the name's first 16 bytes, big-endian: ties compare these first
+	owners             ownerCounts
+
+	name   string
+	labels map[string]string // nodeLabels(node), made on first use
+}
+
+// sync brings the cache in line with Node and Pods.
+func (n *NodeState) sync() {
+	c := &n.c
+	if c.node != n.Node {
+		c.node = n.Node
+		c.name = n.Node.GetMetadata().GetName()
+		c.nameKey = nameKey(c.name)
+		c.nodeReason = nodeReady(nil, n)
+		if c.nodeReason == "" {
+			c.nodeReason = nodeSchedulable(nil, n)
+		}
+		c.tainted = false
+		for _, t := range n.Node.GetSpec().GetTaints() {
+			c.tainted = c.tainted || t.Effect == "NoSchedule" || t.Effect == "NoExecute"
+		}
+		c.allocCPU, c.allocMem = allocatable(n.Node)
+		c.labels = nil
+		c.load = loadPercent(c.allocCPU, c.allocMem, c.usedCPU, c.usedMem, c.pods)
+	}
+	if len(n.Pods) < c.pods || (c.pods > 0 && &n.Pods[0] != c.base) {
+		c.pods, c.usedCPU, c.usedMem = 0, 0, 0
+		c.owners.reset()
+		c.load = loadPercent(c.allocCPU, c.allocMem, 0, 0, 0)
+	}
+	if c.pods == len(n.Pods) {
+		return
+	}
+	for _, p := range n.Pods[c.pods:] {
+		cpu, mem := podRequests(p)
+		c.usedCPU += cpu
+		c.usedMem += mem
+		if o, ok := ownerKeyOf(p); ok {
+			c.owners.add(o, o.hash())
+		}
+	}
+	c.pods = len(n.Pods)
+	c.base = &n.Pods[0]
+	c.load = loadPercent(c.allocCPU, c.allocMem, c.usedCPU, c.usedMem, c.pods)
+}
+
+// nameKey packs the first 16 bytes of name, zero-padded, into two
+// big-endian words: two names whose keys differ compare as their keys do.
+func nameKey(name string) [2]uint64 {
+	var b [16]byte
+	copy(b[:], name)
+	return [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+// nameLess is name(a) < name(b) for two synced nodes.
+func nameLess(a, b *nodeCache) bool {
+	switch {
+	case a.nameKey[0] != b.nameKey[0]:
+		return a.nameKey[0] < b.nameKey[0]
+	case a.nameKey[1] != b.nameKey[1]:
+		return a.nameKey[1] < b.nameKey[1]
+	}
+	return a.name < b.name
+}
+
+// labelMap is the node's labels with the hostname label (cached).
+func (n *NodeState) labelMap() map[string]string {
+	if n.c.labels == nil {
+		n.c.labels = nodeLabels(n.Node)
+	}
+	return n.c.labels
 }
 
 // Strategy is how pods are spread over the nodes that fit.
@@ -31,20 +140,75 @@ const (
 )
 
 // filter says why a node cannot take a pod, or "" when it can.
-type filter func(pod *api.Pod, n *NodeState) string
+type filter func(pod *podInfo, n *NodeState) string
 
-// filters run in order; the first reason a node gives is the one reported.
-func filters() []filter {
-	return []filter{
-		nodeReady,
-		nodeSchedulable,
-		nodeSelectorMatches,
-		requiredNodeAffinity,
-		taintsTolerated,
-		hostPortsFree,
-		resourcesFit,
-		requiredAntiAffinity,
+// The filters run in this order; the first reason a node gives is the one
+// reported: nodeReady, nodeSchedulable (these two look at the node alone:
+// their verdict is cached), then the filters of the pod (podInfo.filters:
+// those that can fail for it).
+var podFilters = []struct {
+	f       filter
+	applies func(pi *podInfo) bool
+}{
+	{nodeSelectorMatches, func(pi *podInfo) bool { return len(pi.pod.GetSpec().GetNodeSelector()) > 0 }},
+	{requiredNodeAffinity, func(pi *podInfo) bool {
+		return len(pi.pod.GetSpec().GetAffinity().GetNodeAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution().GetNodeSelectorTerms()) > 0
+	}},
+	{taintsTolerated, func(*podInfo) bool { return true }},
+	{hostPortsFree, func(pi *podInfo) bool { return len(pi.ports) > 0 }},
+	{resourcesFit, func(pi *podInfo) bool { return pi.cpu != 0 || pi.mem != 0 }},
+	{requiredAntiAffinity, func(pi *podInfo) bool {
+		return len(pi.pod.GetSpec().GetAffinity().GetPodAntiAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution()) > 0
+	}},
+}
+
+// podInfo is what placement reads from the pod to place, once per
+// decision rather than once per node.
+type podInfo struct {
+	pod       *api.Pod
+	namespace string
+	cpu, mem  int64
+	ports     []hostPort
+	owner     ownerKey
+	ownerHash uint64
+	owned     bool
+	filters   []filter // the pod filters that can fail for this pod
+	buf       [6]filter
+	prefNode  []*api.PreferredSchedulingTerm
+	prefAnti  []*api.WeightedPodAffinityTerm
+}
+
+func newPodInfo(pod *api.Pod) *podInfo {
+	pi := &podInfo{pod: pod, namespace: pod.GetMetadata().GetNamespace(), ports: podHostPorts(pod)}
+	pi.filters = pi.buf[:0]
+	aff := pod.GetSpec().GetAffinity()
+	pi.prefNode = aff.GetNodeAffinity().GetPreferredDuringSchedulingIgnoredDuringExecution()
+	pi.prefAnti = aff.GetPodAntiAffinity().GetPreferredDuringSchedulingIgnoredDuringExecution()
+	pi.cpu, pi.mem = podRequests(pod)
+	pi.owner, pi.owned = ownerKeyOf(pod)
+	if pi.owned {
+		pi.ownerHash = pi.owner.hash()
 	}
+	for _, f := range podFilters {
+		if f.applies(pi) {
+			pi.filters = append(pi.filters, f.f)
+		}
+	}
+	return pi
+}
+
+// check runs the filters on one node: the first reason it gives, or "".
+func check(pi *podInfo, n *NodeState) string {
+	n.sync()
+	if n.c.nodeReason != "" {
+		return n.c.nodeReason
+	}
+	for _, f := range pi.filters {
+		if reason := f(pi, n); reason != "" {
+			return reason
+		}
+	}
+	return ""
 }
 
 // Unschedulable is a pod that no node can take, with the reasons per node
@@ -65,41 +229,107 @@ func (u *Unschedulable) Error() string {
 
 // Place picks the node for pod among nodes: those that pass every filter,
 // the best scored, ties broken by name so that the result is stable. It
-// returns *Unschedulable when no node fits.
+// returns *Unschedulable when no node fits. It looks at every node: see
+// PlaceSampled for large clusters.
 func Place(pod *api.Pod, nodes []*NodeState, strategy Strategy) (string, error) {
-	fit := make([]*NodeState, 0, len(nodes))
+	pi := newPodInfo(pod)
 	reasons := map[string]int{}
-	pipeline := filters()
+	var best bestNode
 	for _, n := range nodes {
-		reason := ""
-		for _, f := range pipeline {
-			if reason = f(pod, n); reason != "" {
-				break
-			}
-		}
-		if reason != "" {
+		if reason := check(pi, n); reason != "" {
 			reasons[reason]++
 			continue
 		}
-		fit = append(fit, n)
+		best.consider(n, score(pi, n, strategy))
 	}
-	if len(fit) == 0 {
+	if best.found == 0 {
 		return "", &Unschedulable{Nodes: len(nodes), Reasons: reasons}
 	}
-	best, bestScore := "", int64(-1<<62)
-	for _, n := range fit {
-		s := score(pod, n, strategy)
-		name := n.Node.GetMetadata().GetName()
-		if s > bestScore || (s == bestScore && name < best) {
-			best, bestScore = name, s
-		}
+	return best.name(), nil
+}
+
+// bestNode is the best scored node so far, ties going to the first name.
+type bestNode struct {
+	node  *nodeCache
+	score int64
+	found int
+}
+
+func (b *bestNode) consider(n *NodeState, s int64) {
+	if b.found == 0 || s > b.score || (s == b.score && nameLess(&n.c, b.node)) {
+		b.node, b.score = &n.c, s
 	}
-	return best, nil
+	b.found++
+}
+
+func (b *bestNode) name() string { return b.node.name }
+
+// Sampling bounds, as kube-scheduler's percentageOfNodesToScore when left
+// adaptive: every node of a small cluster, otherwise a share that shrinks
+// from 50% as the cluster grows, never under 5% nor under 100 nodes.
+const (
+	minFeasibleNodes        = 100
+	minFeasiblePercent      = 5
+	adaptivePercentBase     = 50
+	adaptivePercentPerNodes = 125 // the share drops one point per this many nodes
+)
+
+// feasibleTarget is how many feasible nodes PlaceSampled looks for among
+// n before it stops filtering and scores what it found.
+func feasibleTarget(n int) int {
+	if n < minFeasibleNodes {
+		return n
+	}
+	pct := max(minFeasiblePercent, adaptivePercentBase-n/adaptivePercentPerNodes)
+	return max(minFeasibleNodes, n*pct/100)
+}
+
+// PlaceSampled picks the node for pod as Place does, among a sample: it
+// walks nodes from index start (wrapping around) and stops as soon as it
+// has found feasibleTarget(len(nodes)) nodes that pass every filter, then
+// scores only those (kube-scheduler's percentageOfNodesToScore), so that
+// one decision costs the same at 500 nodes and at 5,000. It returns the
+// index the next pod's walk should start at, past the nodes this one
+// looked at, so that successive pods look at different nodes.
+//
+// Below 100 nodes, and whenever fewer nodes fit than the target, it looks
+// at every node and its answer is Place's. When no node fits it has looked
+// at every node and returns *Unschedulable with every node's reason.
+func PlaceSampled(pod *api.Pod, nodes []*NodeState, strategy Strategy, start int) (node string, next int, err error) {
+	total := len(nodes)
+	if total == 0 {
+		return "", 0, &Unschedulable{Reasons: map[string]int{}}
+	}
+	if start < 0 || start >= total {
+		start = ((start % total) + total) % total
+	}
+	pi := newPodInfo(pod)
+	target := feasibleTarget(total)
+	reasons := map[string]int{}
+	var best bestNode
+	looked, i := 0, start
+	for looked < total && best.found < target {
+		n := nodes[i]
+		looked++
+		if i++; i == total {
+			i = 0
+		}
+		if reason := check(pi, n); reason != "" {
+			reasons[reason]++
+			continue
+		}
+		best.consider(n, score(pi, n, strategy))
+	}
+	next = i
+	if best.found == 0 {
+		return "", next, &Unschedulable{Nodes: total, Reasons: reasons}
+	}
+	return best.name(), next, nil
 }
 
 // ---------------------------------------------------------------- filters
 
-func nodeReady(_ *api.Pod, n *NodeState) string {
+func nodeReady(_ *podInfo, n *NodeState) string {
 	for _, c := range n.Node.GetStatus().GetConditions() {
 		if c.Type == "Ready" && c.Status == "True" {
 			return ""
@@ -108,16 +338,20 @@ func nodeReady(_ *api.Pod, n *NodeState) string {
 	return "node(s) were not ready"
 }
 
-func nodeSchedulable(_ *api.Pod, n *NodeState) string {
+func nodeSchedulable(_ *podInfo, n *NodeState) string {
 	if n.Node.GetSpec().GetUnschedulable() {
 		return "node(s) were unschedulable"
 	}
 	return ""
 }
 
-func nodeSelectorMatches(pod *api.Pod, n *NodeState) string {
-	labels := nodeLabels(n.Node)
-	for k, v := range pod.GetSpec().GetNodeSelector() {
+func nodeSelectorMatches(pi *podInfo, n *NodeState) string {
+	sel := pi.pod.GetSpec().GetNodeSelector()
+	if len(sel) == 0 {
+		return ""
+	}
+	labels := n.labelMap()
+	for k, v := range sel {
 		if labels[k] != v {
 			return "node(s) didn't match nodeSelector"
 		}
@@ -134,12 +368,12 @@ func nodeLabels(n *api.Node) map[string]string {
 	return out
 }
 
-func requiredNodeAffinity(pod *api.Pod, n *NodeState) string {
-	req := pod.GetSpec().GetAffinity().GetNodeAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution()
+func requiredNodeAffinity(pi *podInfo, n *NodeState) string {
+	req := pi.pod.GetSpec().GetAffinity().GetNodeAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution()
 	if req == nil || len(req.NodeSelectorTerms) == 0 {
 		return ""
 	}
-	labels := nodeLabels(n.Node)
+	labels := n.labelMap()
 	// The terms are ORed, the expressions of a term ANDed.
 	for _, term := range req.NodeSelectorTerms {
 		if termMatches(term, labels) {
@@ -197,12 +431,15 @@ func contains(list []string, s string) bool {
 
 // taintsTolerated: every NoSchedule and NoExecute taint of the node must be
 // tolerated by the pod.
-func taintsTolerated(pod *api.Pod, n *NodeState) string {
+func taintsTolerated(pi *podInfo, n *NodeState) string {
+	if !n.c.tainted {
+		return ""
+	}
 	for _, t := range n.Node.GetSpec().GetTaints() {
 		if t.Effect != "NoSchedule" && t.Effect != "NoExecute" {
 			continue
 		}
-		if !tolerates(pod.GetSpec().GetTolerations(), t) {
+		if !tolerates(pi.pod.GetSpec().GetTolerations(), t) {
 			return fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.Key, t.Value)
 		}
 	}
@@ -249,9 +486,8 @@ func podHostPorts(p *api.Pod) []hostPort {
 	return out
 }
 
-func hostPortsFree(pod *api.Pod, n *NodeState) string {
-	want := podHostPorts(pod)
-	if len(want) == 0 {
+func hostPortsFree(pi *podInfo, n *NodeState) string {
+	if len(pi.ports) == 0 {
 		return ""
 	}
 	used := map[hostPort]bool{}
@@ -260,7 +496,7 @@ func hostPortsFree(pod *api.Pod, n *NodeState) string {
 			used[hp] = true
 		}
 	}
-	for _, hp := range want {
+	for _, hp := range pi.ports {
 		if used[hp] {
 			return "node(s) didn't have free ports for the requested pod ports"
 		}
@@ -275,12 +511,12 @@ func podRequests(p *api.Pod) (cpu, mem int64) {
 	for _, c := range p.GetSpec().GetContainers() {
 		req := c.GetResources().GetRequests()
 		if v, ok := req["cpu"]; ok {
-			if m, err := api.ParseCPU(v); err == nil {
+			if m, ok := parseQuantity(v, true); ok {
 				cpu += m
 			}
 		}
 		if v, ok := req["memory"]; ok {
-			if b, err := api.ParseBytes(v); err == nil {
+			if b, ok := parseQuantity(v, false); ok {
 				mem += b
 			}
 		}
@@ -296,34 +532,73 @@ func allocatable(n *api.Node) (cpu, mem int64) {
 		a = n.GetStatus().GetCapacity()
 	}
 	if v, ok := a["cpu"]; ok {
-		cpu, _ = api.ParseCPU(v)
+		cpu, _ = parseQuantity(v, true)
 	}
 	if v, ok := a["memory"]; ok {
-		mem, _ = api.ParseBytes(v)
+		mem, _ = parseQuantity(v, false)
 	}
 	return cpu, mem
 }
 
-func used(n *NodeState) (cpu, mem int64) {
-	for _, p := range n.Pods {
-		c, m := podRequests(p)
-		cpu += c
-		mem += m
-	}
-	return cpu, mem
+// Parsed quantities are kept: the same few strings ("100m", "128Mi") are
+// parsed for every pod of every round otherwise. At most maxQuantities
+// distinct strings are kept; others are parsed each time.
+var quantities struct {
+	sync.RWMutex
+	m map[quantityKey]quantityValue
 }
 
-func resourcesFit(pod *api.Pod, n *NodeState) string {
-	wantCPU, wantMem := podRequests(pod)
-	if wantCPU == 0 && wantMem == 0 {
+const maxQuantities = 4096
+
+type quantityKey struct {
+	s   string
+	cpu bool // millicores (api.ParseCPU), else bytes (api.ParseBytes)
+}
+
+type quantityValue struct {
+	n  int64
+	ok bool
+}
+
+// parseQuantity is api.ParseCPU (cpu) or api.ParseBytes, the value and
+// whether it parsed.
+func parseQuantity(s string, cpu bool) (int64, bool) {
+	k := quantityKey{s, cpu}
+	quantities.RLock()
+	q, ok := quantities.m[k]
+	quantities.RUnlock()
+	if ok {
+		return q.n, q.ok
+	}
+	var n int64
+	var err error
+	if cpu {
+		n, err = api.ParseCPU(s)
+	} else {
+		n, err = api.ParseBytes(s)
+	}
+	quantities.Lock()
+	if len(quantities.m) < maxQuantities {
+		if quantities.m == nil {
+			quantities.m = map[quantityKey]quantityValue{}
+		}
+		quantities.m[k] = quantityValue{n, err == nil}
+	}
+	quantities.Unlock()
+	return n, err == nil
+}
+
+// resourcesFit: the pod's requests fit in what the node's pods leave of
+// its allocatable (n's cache is in sync: check ran sync).
+func resourcesFit(pi *podInfo, n *NodeState) string {
+	if pi.cpu == 0 && pi.mem == 0 {
 		return ""
 	}
-	capCPU, capMem := allocatable(n.Node)
-	usedCPU, usedMem := used(n)
+	c := &n.c
 	switch {
-	case wantCPU > 0 && usedCPU+wantCPU > capCPU:
+	case pi.cpu > 0 && c.usedCPU+pi.cpu > c.allocCPU:
 		return "Insufficient cpu"
-	case wantMem > 0 && usedMem+wantMem > capMem:
+	case pi.mem > 0 && c.usedMem+pi.mem > c.allocMem:
 		return "Insufficient memory"
 	}
 	return ""
@@ -351,10 +626,10 @@ func selectorMatches(s *api.LabelSelector, labels map[string]string) bool {
 
 // requiredAntiAffinity: no pod matching a required anti-affinity term may
 // run on the node (topology kubernetes.io/hostname, the node itself).
-func requiredAntiAffinity(pod *api.Pod, n *NodeState) string {
-	for _, term := range pod.GetSpec().GetAffinity().GetPodAntiAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution() {
+func requiredAntiAffinity(pi *podInfo, n *NodeState) string {
+	for _, term := range pi.pod.GetSpec().GetAffinity().GetPodAntiAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution() {
 		for _, p := range n.Pods {
-			if p.GetMetadata().GetNamespace() == pod.GetMetadata().GetNamespace() && selectorMatches(term.LabelSelector, p.GetMetadata().GetLabels()) {
+			if p.GetMetadata().GetNamespace() == pi.namespace && selectorMatches(term.LabelSelector, p.GetMetadata().GetLabels()) {
 				return "node(s) didn't match pod anti-affinity rules"
 			}
 		}
@@ -364,68 +639,167 @@ func requiredAntiAffinity(pod *api.Pod, n *NodeState) string {
 
 // ---------------------------------------------------------------- scores
 
-// score ranks a node that fits: higher is better. The parts are scaled so
-// that keeping a workload's replicas apart weighs most, then preferred
-// affinities, then the strategy's view of load.
-func score(pod *api.Pod, n *NodeState, strategy Strategy) int64 {
+// score ranks a node that fits (n's cache is in sync): higher is better.
+// The parts are scaled so that keeping a workload's replicas apart weighs
+// most, then preferred affinities, then the strategy's view of load.
+func score(pi *podInfo, n *NodeState, strategy Strategy) int64 {
 	var s int64
 	// Spread the pods of one owner (a Deployment's revision) over nodes.
-	owner := ownerOf(pod)
-	same := 0
-	for _, p := range n.Pods {
-		if owner != "" && ownerOf(p) == owner {
-			same++
-		}
+	if pi.owned {
+		s -= int64(n.c.owners.get(pi.owner, pi.ownerHash)) * 1_000_000
 	}
-	s -= int64(same) * 1_000_000
 	// Preferred node affinity: the weights of the terms the node matches.
-	labels := nodeLabels(n.Node)
-	for _, pref := range pod.GetSpec().GetAffinity().GetNodeAffinity().GetPreferredDuringSchedulingIgnoredDuringExecution() {
-		if pref.Preference != nil && termMatches(pref.Preference, labels) {
-			s += int64(pref.Weight) * 1_000
+	if len(pi.prefNode) > 0 {
+		labels := n.labelMap()
+		for _, pref := range pi.prefNode {
+			if pref.Preference != nil && termMatches(pref.Preference, labels) {
+				s += int64(pref.Weight) * 1_000
+			}
 		}
 	}
 	// Preferred anti-affinity: the weight of each term the node breaks.
-	for _, w := range pod.GetSpec().GetAffinity().GetPodAntiAffinity().GetPreferredDuringSchedulingIgnoredDuringExecution() {
+	for _, w := range pi.prefAnti {
 		for _, p := range n.Pods {
-			if p.GetMetadata().GetNamespace() == pod.GetMetadata().GetNamespace() && selectorMatches(w.GetPodAffinityTerm().GetLabelSelector(), p.GetMetadata().GetLabels()) {
+			if p.GetMetadata().GetNamespace() == pi.namespace && selectorMatches(w.GetPodAffinityTerm().GetLabelSelector(), p.GetMetadata().GetLabels()) {
 				s -= int64(w.Weight) * 1_000
 				break
 			}
 		}
 	}
 	// Load: the share of the node's cpu and memory requested, 0-100.
-	load := loadPercent(n)
 	if strategy == Binpack {
-		s += load
+		s += n.c.load
 	} else {
-		s -= load
+		s -= n.c.load
 	}
 	return s
 }
 
-func loadPercent(n *NodeState) int64 {
-	capCPU, capMem := allocatable(n.Node)
-	usedCPU, usedMem := used(n)
+// loadPercent is the share of a node's allocatable cpu and memory its
+// pods request, 0-100 (more when overcommitted); with no capacity known,
+// the number of pods.
+func loadPercent(allocCPU, allocMem, usedCPU, usedMem int64, pods int) int64 {
 	var pct int64
-	if capCPU > 0 {
-		pct += usedCPU * 50 / capCPU
+	if allocCPU > 0 {
+		pct += usedCPU * 50 / allocCPU
 	}
-	if capMem > 0 {
-		pct += usedMem * 50 / capMem
+	if allocMem > 0 {
+		pct += usedMem * 50 / allocMem
 	}
-	if capCPU == 0 && capMem == 0 {
-		pct = int64(len(n.Pods)) // no capacity known: count pods
+	if allocCPU == 0 && allocMem == 0 {
+		pct = int64(pods) // no capacity known: count pods
 	}
 	return pct
 }
 
 // ownerOf is the controller that owns a pod, "" for a bare pod.
 func ownerOf(p *api.Pod) string {
-	for _, o := range p.GetMetadata().GetOwnerReferences() {
-		if o.Controller {
-			return o.Kind + "/" + o.Uid
-		}
+	if o, ok := ownerKeyOf(p); ok {
+		return o.kind + "/" + o.uid
 	}
 	return ""
+}
+
+// ownerKey is ownerOf without building a string.
+type ownerKey struct{ kind, uid string }
+
+// ownerSeed seeds the hashes of owners for this process.
+var ownerSeed = maphash.MakeSeed()
+
+func (o ownerKey) hash() uint64 {
+	var h maphash.Hash
+	h.SetSeed(ownerSeed)
+	h.WriteString(o.kind)
+	h.WriteByte(0)
+	h.WriteString(o.uid)
+	return h.Sum64()
+}
+
+// ownerCounts counts a node's pods per owner. It is keyed by the owner's
+// hash, computed once per pod, so that a lookup hashes no strings; owners
+// whose hashes collide with another's on the same node are counted apart,
+// so the counts are exact. A small Bloom filter of the hashes answers most
+// lookups of owners the node has no pod of without reading the map (the
+// map's memory, not its arithmetic, is what a lookup costs over thousands
+// of nodes). The last owner looked up is kept with its count, so that the
+// replicas of one Deployment, placed one after the other, read the map of
+// a node once.
+type ownerCounts struct {
+	bloom     [4]uint64
+	byHash    map[uint64]ownerCount
+	colliding map[ownerKey]int32
+
+	lastSet  bool
+	lastHash uint64
+	lastKey  ownerKey
+	lastN    int32
+}
+
+// bloomBits are the two bits of the filter an owner's hash sets.
+func bloomBits(h uint64) (uint64, uint64) { return h & 255, (h >> 8) & 255 }
+
+type ownerCount struct {
+	key ownerKey
+	n   int32
+}
+
+func (oc *ownerCounts) add(o ownerKey, h uint64) {
+	if oc.byHash == nil {
+		oc.byHash = map[uint64]ownerCount{}
+	}
+	a, b := bloomBits(h)
+	oc.bloom[a/64] |= 1 << (a % 64)
+	oc.bloom[b/64] |= 1 << (b % 64)
+	cur, ok := oc.byHash[h]
+	switch {
+	case !ok:
+		oc.byHash[h] = ownerCount{key: o, n: 1}
+	case cur.key == o:
+		cur.n++
+		oc.byHash[h] = cur
+	default:
+		if oc.colliding == nil {
+			oc.colliding = map[ownerKey]int32{}
+		}
+		oc.colliding[o]++
+	}
+	if oc.lastSet && oc.lastHash == h && oc.lastKey == o {
+		oc.lastN++
+	}
+}
+
+func (oc *ownerCounts) get(o ownerKey, h uint64) int32 {
+	if oc.lastSet && oc.lastHash == h && oc.lastKey == o {
+		return oc.lastN
+	}
+	if a, b := bloomBits(h); oc.bloom[a/64]&(1<<(a%64)) == 0 || oc.bloom[b/64]&(1<<(b%64)) == 0 {
+		return 0
+	}
+	var n int32
+	cur, ok := oc.byHash[h]
+	switch {
+	case !ok:
+	case cur.key == o:
+		n = cur.n
+	default:
+		n = oc.colliding[o]
+	}
+	oc.lastSet, oc.lastHash, oc.lastKey, oc.lastN = true, h, o, n
+	return n
+}
+
+func (oc *ownerCounts) reset() {
+	oc.lastSet = false
+	oc.bloom = [4]uint64{}
+	clear(oc.byHash)
+	clear(oc.colliding)
+}
+
+func ownerKeyOf(p *api.Pod) (ownerKey, bool) {
+	for _, o := range p.GetMetadata().GetOwnerReferences() {
+		if o.Controller {
+			return ownerKey{o.Kind, o.Uid}, true
+		}
+	}
+	return ownerKey{}, false
 }

@@ -95,6 +95,7 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&reserveCPU, "reserve-cpu", "100m", "cpu kept for the system: the node's allocatable cpu is its capacity minus this")
 	f.StringVar(&reserveMemory, "reserve-memory", "256Mi", "memory kept for the system: the node's allocatable memory is its capacity minus this")
 	f.BoolVar(&pods.Enabled, "run-pods", true, "run the pods the cluster binds to this node (containerd and the pod network start with the first one)")
+	f.BoolVar(&pods.Hollow, "hollow", false, "scale tests: run this node's pods on a hollow runtime (nothing runs: no containerd, no pod network, no root needed)")
 	f.StringVar(&pods.ContainerdSocket, "containerd-socket", "/run/containerd/containerd.sock", "containerd's socket; when nothing answers there, the agent starts its own containerd")
 	f.StringVar(&registryConfig, "registry-config", "", "YAML file with registry mirrors, plain-HTTP registries and credentials")
 	f.StringArrayVar(&registryMirrors, "registry-mirror", nil, "REGISTRY=ENDPOINT: pull REGISTRY's images from ENDPOINT first (repeatable)")
