@@ -90,6 +90,8 @@ type rounds struct {
 	// notReadySince is when this leader first saw each node NotReady, for
 	// nodes whose condition carries no usable transition time.
 	notReadySince map[string]time.Time
+	// placeStart is where the next sampled placement starts looking.
+	placeStart int
 }
 
 // view is the state one round works on.
@@ -161,7 +163,7 @@ func (r *rounds) round(ctx context.Context) (uint64, error) {
 		v.pods = kept
 	}
 	ops = append(ops, planDeployments(v, now, rec)...)
-	ops = append(ops, planBindings(v, r.cfg.Strategy, rec)...)
+	ops = append(ops, planBindings(v, r.cfg.Strategy, rec, &r.placeStart)...)
 	ops = append(ops, planEndpoints(v)...)
 	ops = append(ops, planEvents(v.events, rec.events, now)...)
 	if len(ops) == 0 {
@@ -310,6 +312,7 @@ func planDeployments(v *view, now time.Time, rec *recorder) []Op {
 	}
 	var ops []Op
 	live := map[string]bool{}
+	creates := 0
 	for _, d := range v.deployments {
 		uid := d.GetMetadata().GetUid()
 		live[uid] = true
@@ -320,6 +323,9 @@ func planDeployments(v *view, now time.Time, rec *recorder) []Op {
 			hashes[p.GetMetadata().GetLabels()[LabelPodTemplateHash]]++
 		}
 		ops = append(ops, planRevisions(d, plan.Hash, revsByUID[uid], hashes)...)
+		// The rest of a large scale-up comes in the next rounds.
+		plan.Create = min(plan.Create, max(maxCreatesPerRound-creates, 0))
+		creates += plan.Create
 		for range plan.Create {
 			ops = append(ops, Op{Put: newPodFor(d, plan.Hash), Create: true, Why: "deployment " + key + ": create pod"})
 		}
@@ -450,7 +456,16 @@ func randomSuffix(n int) string {
 // of the nodes that is updated with each placement (the scheduler never
 // re-reads a node per pod); an unplaceable pod gets a PodScheduled=False
 // condition with the reasons, written only when they change.
-func planBindings(v *view, strategy Strategy, rec *recorder) []Op {
+// Bounds of one round's work: a round that planned 100,000 creates or
+// bindings would write them all before the next round could start; capped,
+// writing one batch overlaps planning the next, and every write finishes
+// well within the store's write deadline.
+const (
+	maxCreatesPerRound  = 5000
+	maxBindingsPerRound = 5000
+)
+
+func planBindings(v *view, strategy Strategy, rec *recorder, start *int) []Op {
 	var pending []*api.Pod
 	states := map[string]*NodeState{}
 	var nodes []*NodeState
@@ -471,19 +486,22 @@ func planBindings(v *view, strategy Strategy, rec *recorder) []Op {
 		}
 		pending = append(pending, p)
 	}
-	sort.SliceStable(pending, func(i, j int) bool {
-		a, b := pending[i].GetMetadata(), pending[j].GetMetadata()
-		if a.GetCreationTimestamp() != b.GetCreationTimestamp() {
-			return a.GetCreationTimestamp() < b.GetCreationTimestamp()
-		}
-		return api.KeyOf(pending[i]) < api.KeyOf(pending[j])
-	})
+	// Oldest first; the keys are made once, not per comparison.
+	keys := make(map[*api.Pod]string, len(pending))
+	for _, p := range pending {
+		keys[p] = p.GetMetadata().GetCreationTimestamp() + "\x00" + api.KeyOf(p)
+	}
+	sort.SliceStable(pending, func(i, j int) bool { return keys[pending[i]] < keys[pending[j]] })
+	if len(pending) > maxBindingsPerRound {
+		pending = pending[:maxBindingsPerRound]
+	}
 	var ops []Op
 	placed := map[*api.Deployment]map[string]int{}
-	start := 0 // where the next pod's sample of nodes begins
 	for _, p := range pending {
-		node, nextStart, err := PlaceSampled(p, nodes, strategy, start)
-		start = nextStart
+		// start carries over between pods and rounds, so successive
+		// pods sample different nodes.
+		node, nextStart, err := PlaceSampled(p, nodes, strategy, *start)
+		*start = nextStart
 		if err != nil {
 			cond := &api.PodCondition{Type: "PodScheduled", Status: "False", Reason: "Unschedulable", Message: err.Error()}
 			if cur := podCondition(p, "PodScheduled"); cur != nil && cur.Status == cond.Status && cur.Message == cond.Message {

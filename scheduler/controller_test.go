@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -42,7 +43,7 @@ func TestPlanBindingsSpreadsAnOwnersPods(t *testing.T) {
 	for _, n := range []string{"p1", "p2", "p3", "p4", "p5", "p6"} {
 		v.pods = append(v.pods, ctlPod(n, "", "u1"))
 	}
-	ops := planBindings(v, Spread, nil)
+	ops := planBindings(v, Spread, nil, new(int))
 	if len(ops) != 6 {
 		t.Fatalf("want 6 bindings, got %d", len(ops))
 	}
@@ -65,7 +66,7 @@ func TestPlanBindingsUnschedulableOnce(t *testing.T) {
 	p := ctlPod("big", "", "")
 	p.Spec.Containers[0].Resources = &api.ResourceRequirements{Requests: map[string]string{"memory": "64Gi"}}
 	v.pods = []*api.Pod{p}
-	ops := planBindings(v, Spread, nil)
+	ops := planBindings(v, Spread, nil, new(int))
 	if len(ops) != 1 || !ops[0].StatusOnly {
 		t.Fatalf("want one status write, got %+v", ops)
 	}
@@ -77,7 +78,7 @@ func TestPlanBindingsUnschedulableOnce(t *testing.T) {
 	}
 	// Written once: the same reasons are not written again.
 	v.pods = []*api.Pod{ops[0].Put.(*api.Pod)}
-	if ops := planBindings(v, Spread, nil); len(ops) != 0 {
+	if ops := planBindings(v, Spread, nil, new(int)); len(ops) != 0 {
 		t.Fatalf("the same reason written again: %+v", ops)
 	}
 }
@@ -131,5 +132,23 @@ func TestPlanEndpointsManagedOnly(t *testing.T) {
 	}
 	if strings.Join(created, ",") != "web" || strings.Join(deleted, ",") != "gone" {
 		t.Fatalf("created %v deleted %v (the user's Endpoints stay)", created, deleted)
+	}
+}
+
+func TestPlanBindingsBoundedPerRound(t *testing.T) {
+	now := time.Now()
+	v := &view{nodes: []*api.Node{ctlNode("a", true, now)}}
+	v.nodes[0].Status.Capacity = map[string]string{"cpu": "1000", "memory": "1000Gi"}
+	for i := range maxBindingsPerRound + 10 {
+		p := ctlPod(fmt.Sprintf("p%05d", i), "", "u1")
+		v.pods = append(v.pods, p)
+	}
+	start := 0
+	ops := planBindings(v, Spread, nil, &start)
+	if len(ops) != maxBindingsPerRound {
+		t.Fatalf("want %d bindings this round, got %d", maxBindingsPerRound, len(ops))
+	}
+	if last := ops[len(ops)-1].Put.(*api.Pod).Metadata.Name; last != fmt.Sprintf("p%05d", maxBindingsPerRound-1) {
+		t.Fatalf("the oldest (then by name) go first; last bound %s", last)
 	}
 }

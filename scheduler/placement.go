@@ -160,6 +160,7 @@ var podFilters = []struct {
 	{requiredAntiAffinity, func(pi *podInfo) bool {
 		return len(pi.pod.GetSpec().GetAffinity().GetPodAntiAffinity().GetRequiredDuringSchedulingIgnoredDuringExecution()) > 0
 	}},
+	{topologySpreadFits, func(pi *podInfo) bool { return len(pi.pod.GetSpec().GetTopologySpreadConstraints()) > 0 }},
 }
 
 // podInfo is what placement reads from the pod to place, once per
@@ -173,7 +174,8 @@ type podInfo struct {
 	ownerHash uint64
 	owned     bool
 	filters   []filter // the pod filters that can fail for this pod
-	buf       [6]filter
+	buf       [7]filter
+	spreads   []topologySpread // see prepareTopology
 	prefNode  []*api.PreferredSchedulingTerm
 	prefAnti  []*api.WeightedPodAffinityTerm
 }
@@ -233,6 +235,7 @@ func (u *Unschedulable) Error() string {
 // PlaceSampled for large clusters.
 func Place(pod *api.Pod, nodes []*NodeState, strategy Strategy) (string, error) {
 	pi := newPodInfo(pod)
+	pi.prepareTopology(nodes)
 	reasons := map[string]int{}
 	var best bestNode
 	for _, n := range nodes {
@@ -304,6 +307,7 @@ func PlaceSampled(pod *api.Pod, nodes []*NodeState, strategy Strategy, start int
 		start = ((start % total) + total) % total
 	}
 	pi := newPodInfo(pod)
+	pi.prepareTopology(nodes)
 	target := feasibleTarget(total)
 	reasons := map[string]int{}
 	var best bestNode
@@ -665,6 +669,11 @@ func score(pi *podInfo, n *NodeState, strategy Strategy) int64 {
 				break
 			}
 		}
+	}
+	// Soft topology spread (ScheduleAnyway): fewer matching pods in the
+	// node's domain is better.
+	if len(pi.spreads) > 0 {
+		s -= topologySpreadPenalty(pi, n)
 	}
 	// Load: the share of the node's cpu and memory requested, 0-100.
 	if strategy == Binpack {

@@ -124,6 +124,41 @@ func placeCases() []placeCase {
 			want: "0/3 nodes are available: 1 node(s) didn't match nodeSelector, 2 Insufficient memory"},
 		{name: "cpu", pod: pod("p", requests("1500m", "1Mi")), nodes: []*NodeState{state(node("a"), pod("x", requests("1", "1Mi")))},
 			want: "0/1 nodes are available: 1 Insufficient cpu"},
+		{name: "topology spread over zones, DoNotSchedule: the emptier zone even if busier", pod: pod("p", label("app", "web"), spreadOn("zone", 1, "DoNotSchedule")),
+			nodes: []*NodeState{
+				state(node("a", nodeLabel("zone", "z1")), pod("x", label("app", "web"))),
+				state(node("b", nodeLabel("zone", "z1"))),
+				state(node("c", nodeLabel("zone", "z2")), pod("y", requests("1", "2Gi"))),
+			}, want: "c"},
+		{name: "topology spread: skew already at maxSkew blocks the fuller zone", pod: pod("p", label("app", "web"), spreadOn("zone", 1, "DoNotSchedule")),
+			nodes: []*NodeState{
+				state(node("a", nodeLabel("zone", "z1")), pod("x", label("app", "web"))),
+				state(node("c", nodeLabel("zone", "z2")), pod("y", requests("100m", "1Mi"), func(p *api.Pod) { p.Spec.NodeSelector = map[string]string{"x": "y"} })),
+			}, want: "c"},
+		{name: "topology spread on hostname, maxSkew 2 allows a second pod", pod: pod("p", label("app", "web"), spreadOn("kubernetes.io/hostname", 2, "DoNotSchedule"), requests("1500m", "1Mi")),
+			nodes: []*NodeState{
+				state(node("a"), pod("x", label("app", "web"))),
+				state(node("b"), pod("y", requests("1", "1Mi"))),
+			}, want: "a"},
+		{name: "topology spread: nodes without the key cannot take the pod", pod: pod("p", label("app", "web"), spreadOn("zone", 1, "DoNotSchedule")),
+			nodes: []*NodeState{state(node("a"))},
+			want:  "0/1 nodes are available: 1 node(s) didn't match pod topology spread constraints (missing required label)"},
+		{name: "topology spread, ScheduleAnyway: preferred, not required", pod: pod("p", label("app", "web"), spreadOn("zone", 1, "ScheduleAnyway")),
+			nodes: []*NodeState{
+				state(node("a", nodeLabel("zone", "z1")), pod("x", label("app", "web")), pod("x2", label("app", "web"))),
+				state(node("c", nodeLabel("zone", "z2")), pod("y", requests("1", "2Gi"))),
+			}, want: "c"},
+		{name: "topology spread, ScheduleAnyway: the only node still takes it", pod: pod("p", label("app", "web"), spreadOn("zone", 1, "ScheduleAnyway")),
+			nodes: []*NodeState{state(node("a", nodeLabel("zone", "z1")), pod("x", label("app", "web")), pod("x2", label("app", "web")))}, want: "a"},
+	}
+}
+
+func spreadOn(key string, maxSkew int32, when string) func(*api.Pod) {
+	return func(p *api.Pod) {
+		p.Spec.TopologySpreadConstraints = append(p.Spec.TopologySpreadConstraints, &api.TopologySpreadConstraint{
+			MaxSkew: maxSkew, TopologyKey: key, WhenUnsatisfiable: when,
+			LabelSelector: &api.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+		})
 	}
 }
 
