@@ -482,8 +482,9 @@ func (c *Cluster) finishInit(ctx context.Context) error {
 		}
 	}
 	res, err := c.propose(ctx, &storepb.Txn{
-		SetSecrets:   c.pendingSecrets,
-		SetSettings:  &storepb.ClusterSettings{PodCidr: c.cfg.PodCIDR, ServiceCidr: c.cfg.ServiceCIDR},
+		SetSecrets: c.pendingSecrets,
+		SetSettings: &storepb.ClusterSettings{PodCidr: c.cfg.PodCIDR, ServiceCidr: c.cfg.ServiceCIDR,
+			SchedulingStrategy: string(c.cfg.Controllers.Strategy)},
 		TimeUnixNano: time.Now().UnixNano(),
 	})
 	if err != nil {
@@ -713,7 +714,12 @@ func (c *Cluster) runLeader(ctx context.Context) {
 	controllers.Add(1)
 	go func() {
 		defer controllers.Done()
-		scheduler.Run(ctx, controllerStore{c}, c.cfg.Controllers, c.log.With("component", "controllers"))
+		cfg := c.cfg.Controllers
+		// The strategy is the cluster's, chosen at --init.
+		cfg.StrategyOf = func() scheduler.Strategy {
+			return scheduler.Strategy(c.state.Settings().GetSchedulingStrategy())
+		}
+		scheduler.Run(ctx, controllerStore{c}, cfg, c.log.With("component", "controllers"))
 	}()
 	defer controllers.Wait()
 	tick := time.NewTicker(time.Second)

@@ -16,8 +16,10 @@ import (
 
 // Config tunes the leader's controllers.
 type Config struct {
-	// Strategy places pods: Spread (default) or Binpack.
-	Strategy Strategy
+	// Strategy places pods: Spread (default) or Binpack. StrategyOf, when
+	// set, is asked each round instead (the cluster's setting).
+	Strategy   Strategy
+	StrategyOf func() Strategy
 	// NodeLostGrace is how long a node stays NotReady before the pods that
 	// controllers own are replaced on other nodes (default 5 s).
 	NodeLostGrace time.Duration
@@ -163,7 +165,13 @@ func (r *rounds) round(ctx context.Context) (uint64, error) {
 		v.pods = kept
 	}
 	ops = append(ops, planDeployments(v, now, rec)...)
-	ops = append(ops, planBindings(v, r.cfg.Strategy, rec, &r.placeStart)...)
+	strategy := r.cfg.Strategy
+	if r.cfg.StrategyOf != nil {
+		if s := r.cfg.StrategyOf(); s != "" {
+			strategy = s
+		}
+	}
+	ops = append(ops, planBindings(v, strategy, rec, &r.placeStart)...)
 	ops = append(ops, planEndpoints(v)...)
 	ops = append(ops, planEvents(v.events, rec.events, now)...)
 	if len(ops) == 0 {

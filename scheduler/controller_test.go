@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -150,5 +151,51 @@ func TestPlanBindingsBoundedPerRound(t *testing.T) {
 	}
 	if last := ops[len(ops)-1].Put.(*api.Pod).Metadata.Name; last != fmt.Sprintf("p%05d", maxBindingsPerRound-1) {
 		t.Fatalf("the oldest (then by name) go first; last bound %s", last)
+	}
+}
+
+// captureStore serves fixed objects and keeps the first round's writes.
+type captureStore struct {
+	objs   map[string][]api.Resource
+	ops    chan []Op
+	cancel func()
+}
+
+func (s *captureStore) List(kind string) ([]api.Resource, uint64) { return s.objs[kind], 1 }
+func (s *captureStore) Changed(uint64) <-chan struct{}            { return make(chan struct{}) }
+func (s *captureStore) Write(_ context.Context, ops []Op) ([]error, error) {
+	select {
+	case s.ops <- ops:
+	default:
+	}
+	s.cancel()
+	return make([]error, len(ops)), nil
+}
+
+func TestRunUsesTheClusterStrategy(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		strategy Strategy
+		want     string
+	}{{Spread, "empty"}, {Binpack, "busy"}} {
+		busy, empty := ctlNode("busy", true, now), ctlNode("empty", true, now)
+		loaded := ctlPod("load", "busy", "")
+		loaded.Spec.Containers[0].Resources = &api.ResourceRequirements{Requests: map[string]string{"cpu": "1"}}
+		ctx, cancel := context.WithCancel(context.Background())
+		st := &captureStore{objs: map[string][]api.Resource{
+			"Node": {busy, empty},
+			"Pod":  {loaded, ctlPod("new", "", "")},
+		}, ops: make(chan []Op, 1), cancel: cancel}
+		Run(ctx, st, Config{StrategyOf: func() Strategy { return tc.strategy }}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		ops := <-st.ops
+		var bound string
+		for _, op := range ops {
+			if p, ok := op.Put.(*api.Pod); ok && p.Metadata.Name == "new" && !op.StatusOnly {
+				bound = p.Spec.NodeName
+			}
+		}
+		if bound != tc.want {
+			t.Fatalf("%s: bound to %q, want %q (ops %+v)", tc.strategy, bound, tc.want, ops)
+		}
 	}
 }

@@ -445,9 +445,12 @@ type ClusterSettings struct {
 	// Pods get addresses from this CIDR; each node leases a /24 of it.
 	PodCidr string `protobuf:"bytes,1,opt,name=pod_cidr,json=podCidr,proto3" json:"pod_cidr,omitempty"`
 	// Services get virtual IPs from this CIDR.
-	ServiceCidr   string `protobuf:"bytes,2,opt,name=service_cidr,json=serviceCidr,proto3" json:"service_cidr,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ServiceCidr string `protobuf:"bytes,2,opt,name=service_cidr,json=serviceCidr,proto3" json:"service_cidr,omitempty"`
+	// How the scheduler spreads pods over the nodes that fit: spread (the
+	// default) or binpack.
+	SchedulingStrategy string `protobuf:"bytes,3,opt,name=scheduling_strategy,json=schedulingStrategy,proto3" json:"scheduling_strategy,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ClusterSettings) Reset() {
@@ -490,6 +493,13 @@ func (x *ClusterSettings) GetPodCidr() string {
 func (x *ClusterSettings) GetServiceCidr() string {
 	if x != nil {
 		return x.ServiceCidr
+	}
+	return ""
+}
+
+func (x *ClusterSettings) GetSchedulingStrategy() string {
+	if x != nil {
+		return x.SchedulingStrategy
 	}
 	return ""
 }
@@ -604,10 +614,11 @@ const file_store_proto_rawDesc = "" +
 	"\vjoin_secret\x18\x04 \x01(\tR\n" +
 	"joinSecret\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"O\n" +
+	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"\x80\x01\n" +
 	"\x0fClusterSettings\x12\x19\n" +
 	"\bpod_cidr\x18\x01 \x01(\tR\apodCidr\x12!\n" +
-	"\fservice_cidr\x18\x02 \x01(\tR\vserviceCidr\"\xc0\x01\n" +
+	"\fservice_cidr\x18\x02 \x01(\tR\vserviceCidr\x12/\n" +
+	"\x13scheduling_strategy\x18\x03 \x01(\tR\x12schedulingStrategy\"\xc0\x01\n" +
 	"\x0eSnapshotHeader\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x128\n" +
 	"\asecrets\x18\x02 \x01(\v2\x1e.shoal.store.v1.ClusterSecretsR\asecrets\x12!\n" +

@@ -15,6 +15,7 @@ import (
 	"github.com/shoalproj/shoal/api"
 	"github.com/shoalproj/shoal/api/client"
 	"github.com/shoalproj/shoal/cluster"
+	"github.com/shoalproj/shoal/scheduler"
 )
 
 // newAgentCommand is `shoal agent`: the daemon every machine runs.
@@ -41,6 +42,9 @@ func newAgentCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cfg.Init && cfg.Join != "" {
 				return fmt.Errorf("--init and --join exclude each other")
+			}
+			if st := cfg.Controllers.Strategy; st != scheduler.Spread && st != scheduler.Binpack {
+				return fmt.Errorf("--scheduling-strategy %q: spread or binpack", st)
 			}
 			if cfg.Join != "" && cfg.Token == "" {
 				return fmt.Errorf("--join needs --token (print it with `shoal token` on a node of the cluster)")
@@ -90,6 +94,7 @@ func newAgentCommand() *cobra.Command {
 	f.IntVar(&cfg.MaxReplicas, "max-replicas", 9, "most nodes that hold the raft log (voters and non-voters)")
 	f.DurationVar(&cfg.Stabilization, "stabilization", 10*time.Second, "how long a voter must be gone before another node replaces it")
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", cluster.DefaultPodCIDR, "with --init: the CIDR pods get addresses from; each node leases a /24 of it")
+	f.StringVar((*string)(&cfg.Controllers.Strategy), "scheduling-strategy", "spread", "with --init: how the scheduler places pods on the nodes that fit: spread (least loaded first) or binpack (most loaded first)")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", cluster.DefaultServiceCIDR, "with --init: the CIDR services get virtual IPs from")
 	f.DurationVar(&cfg.Controllers.NodeLostGrace, "node-lost-grace", 5*time.Second, "while leading: how long a node stays NotReady before its pods are replaced on other nodes")
 	f.StringVar(&reserveCPU, "reserve-cpu", "100m", "cpu kept for the system: the node's allocatable cpu is its capacity minus this")
