@@ -19,8 +19,8 @@ import (
 // writes through this node's raft proposer.
 type controllerStore struct{ c *Cluster }
 
-func (s controllerStore) List(kind string) ([]api.Resource, uint64) {
-	return s.c.state.List(kind, "", "")
+func (s controllerStore) List(kinds ...string) ([]api.Resource, uint64) {
+	return s.c.state.ListKinds(kinds, "", "")
 }
 
 func (s controllerStore) Changed(index uint64) <-chan struct{} {

@@ -204,7 +204,7 @@ func teardownHost(h hostRecord, logf func(string, ...any)) []error {
 	sock := filepath.Join(h.DataDir, "containerd", "containerd.sock")
 	removeContainers(sock, logf)
 	stopContainerd(h.DataDir)
-	killShims(h.DataDir, logf)
+	KillShims(h.DataDir, logf)
 	// Whatever still runs in the host's or its pods' namespaces.
 	inos := append([]uint64{}, podInos...)
 	if hostIno != 0 {
@@ -356,9 +356,10 @@ func killContainerd(dataDir string) {
 	}
 }
 
-// killShims kills the shims serving the containerd under dataDir and the
-// container processes they leave.
-func killShims(dataDir string, logf func(string, ...any)) {
+// KillShims kills the shims serving the containerd whose root is under
+// dataDir/containerd, and the container processes they leave (a container
+// process only while its cgroup still names it, not a reused pid).
+func KillShims(dataDir string, logf func(string, ...any)) {
 	pidFiles, _ := filepath.Glob(filepath.Join(dataDir, "containerd", "state", "io.containerd.runtime.v2.task", "*", "*", "init.pid"))
 	for _, pf := range pidFiles {
 		b, err := os.ReadFile(pf)

@@ -111,33 +111,24 @@ type view struct {
 
 func (r *rounds) read() (*view, uint64) {
 	v := &view{}
-	nodes, idx := r.st.List("Node")
-	for _, o := range nodes {
-		v.nodes = append(v.nodes, o.(*api.Node))
-	}
-	pods, _ := r.st.List("Pod")
-	for _, o := range pods {
-		v.pods = append(v.pods, o.(*api.Pod))
-	}
-	deps, _ := r.st.List("Deployment")
-	for _, o := range deps {
-		v.deployments = append(v.deployments, o.(*api.Deployment))
-	}
-	svcs, _ := r.st.List("Service")
-	for _, o := range svcs {
-		v.services = append(v.services, o.(*api.Service))
-	}
-	eps, _ := r.st.List("Endpoints")
-	for _, o := range eps {
-		v.endpoints = append(v.endpoints, o.(*api.Endpoints))
-	}
-	revs, _ := r.st.List("ControllerRevision")
-	for _, o := range revs {
-		v.revisions = append(v.revisions, o.(*api.ControllerRevision))
-	}
-	events, _ := r.st.List("Event")
-	for _, o := range events {
-		v.events = append(v.events, o.(*api.Event))
+	objs, idx := r.st.List("Node", "Pod", "Deployment", "Service", "Endpoints", "ControllerRevision", "Event")
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *api.Node:
+			v.nodes = append(v.nodes, o)
+		case *api.Pod:
+			v.pods = append(v.pods, o)
+		case *api.Deployment:
+			v.deployments = append(v.deployments, o)
+		case *api.Service:
+			v.services = append(v.services, o)
+		case *api.Endpoints:
+			v.endpoints = append(v.endpoints, o)
+		case *api.ControllerRevision:
+			v.revisions = append(v.revisions, o)
+		case *api.Event:
+			v.events = append(v.events, o)
+		}
 	}
 	return v, idx
 }

@@ -161,8 +161,14 @@ type captureStore struct {
 	cancel func()
 }
 
-func (s *captureStore) List(kind string) ([]api.Resource, uint64) { return s.objs[kind], 1 }
-func (s *captureStore) Changed(uint64) <-chan struct{}            { return make(chan struct{}) }
+func (s *captureStore) List(kinds ...string) ([]api.Resource, uint64) {
+	var out []api.Resource
+	for _, k := range kinds {
+		out = append(out, s.objs[k]...)
+	}
+	return out, 1
+}
+func (s *captureStore) Changed(uint64) <-chan struct{} { return make(chan struct{}) }
 func (s *captureStore) Write(_ context.Context, ops []Op) ([]error, error) {
 	select {
 	case s.ops <- ops:

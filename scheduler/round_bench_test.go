@@ -25,11 +25,15 @@ type roundStore struct {
 	ops    atomic.Int64
 }
 
-func (s *roundStore) List(kind string) ([]api.Resource, uint64) {
-	if kind == "Node" && s.rounds.Add(1) >= s.stop {
+func (s *roundStore) List(kinds ...string) ([]api.Resource, uint64) {
+	if s.rounds.Add(1) >= s.stop {
 		s.cancel() // this round still runs to its end
 	}
-	return s.objs[kind], 1
+	var out []api.Resource
+	for _, k := range kinds {
+		out = append(out, s.objs[k]...)
+	}
+	return out, 1
 }
 
 func (s *roundStore) Changed(uint64) <-chan struct{} {

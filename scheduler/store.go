@@ -10,9 +10,10 @@ import (
 // read of the local (leader's) state, a signal when it changes, and
 // writes through raft. The cluster package implements it.
 type Store interface {
-	// List returns every object of kind in every namespace, and the store
-	// index the list is current at. The objects are shared: read only.
-	List(kind string) ([]api.Resource, uint64)
+	// List returns every object of the kinds in every namespace, all read
+	// at one store index, and that index. The objects are shared: read
+	// only.
+	List(kinds ...string) ([]api.Resource, uint64)
 	// Changed returns a channel closed once the store is past index.
 	Changed(index uint64) <-chan struct{}
 	// Write proposes each op as a transaction of its own; ops proposed

@@ -15,47 +15,9 @@ import (
 	"github.com/shoalproj/shoal/scheduler"
 )
 
-func getNode(ctx context.Context, c *client.HTTPClient, name string) (*api.Node, error) {
-	raw, err := c.GetConsistent(ctx, "nodes", "", name)
-	if err != nil {
-		return nil, err
-	}
-	r, _, err := decodeObject(raw)
-	if err != nil {
-		return nil, err
-	}
-	n, ok := r.(*api.Node)
-	if !ok {
-		return nil, fmt.Errorf("nodes/%s: the server sent a %s", name, api.KindOf(r))
-	}
-	return n, nil
-}
-
-// updateNode reads a Node, changes its spec or metadata and writes it back
-// with the resourceVersion it read, reading again after a conflict.
-func updateNode(ctx context.Context, c *client.HTTPClient, name string, change func(*api.Node)) error {
-	var err error
-	for range 5 {
-		var n *api.Node
-		if n, err = getNode(ctx, c, name); err != nil {
-			return err
-		}
-		change(n)
-		n.Status = nil
-		var body []byte
-		if body, err = api.MarshalJSON(n); err != nil {
-			return err
-		}
-		if _, err = c.Apply(ctx, body, client.ApplyOptions{}); err == nil || !isConflict(err) {
-			return err
-		}
-	}
-	return err
-}
-
 // setCordon marks a node unschedulable (and draining) or schedulable.
 func setCordon(ctx context.Context, c *client.HTTPClient, name string, cordon, drain bool) error {
-	return updateNode(ctx, c, name, func(n *api.Node) {
+	return updateObject(ctx, c, "nodes", "", name, func(n *api.Node) {
 		if n.Spec == nil {
 			n.Spec = &api.NodeSpec{}
 		}

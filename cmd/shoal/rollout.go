@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -34,19 +33,7 @@ func deploymentName(arg string) (string, error) {
 }
 
 func getDeployment(ctx context.Context, c *client.HTTPClient, ns, name string) (*api.Deployment, error) {
-	raw, err := c.GetConsistent(ctx, "deployments", ns, name)
-	if err != nil {
-		return nil, err
-	}
-	r, _, err := decodeObject(raw)
-	if err != nil {
-		return nil, err
-	}
-	d, ok := r.(*api.Deployment)
-	if !ok {
-		return nil, fmt.Errorf("deployments/%s: the server sent a %s", name, api.KindOf(r))
-	}
-	return d, nil
+	return getObject[*api.Deployment](ctx, c, "deployments", ns, name)
 }
 
 func newRolloutCommand(g *globals) *cobra.Command {
@@ -227,32 +214,9 @@ func undoTarget(revs []*api.ControllerRevision, to int64) (*api.ControllerRevisi
 	return revs[len(revs)-2], nil
 }
 
-// updateDeployment reads a Deployment, changes it and writes it back with
-// the resourceVersion it read, reading again after a conflict.
+// updateDeployment changes a Deployment (see updateObject).
 func updateDeployment(ctx context.Context, c *client.HTTPClient, ns, name string, change func(*api.Deployment)) error {
-	var err error
-	for range 5 {
-		var d *api.Deployment
-		if d, err = getDeployment(ctx, c, ns, name); err != nil {
-			return err
-		}
-		change(d)
-		d.Status = nil
-		var body []byte
-		if body, err = api.MarshalJSON(d); err != nil {
-			return err
-		}
-		if _, err = c.Apply(ctx, body, client.ApplyOptions{}); err == nil || !isConflict(err) {
-			return err
-		}
-	}
-	return err
-}
-
-// isConflict reports a resourceVersion conflict from the API.
-func isConflict(err error) bool {
-	var he *api.HTTPError
-	return errors.As(err, &he) && he.Code == http.StatusConflict && he.Reason == "Conflict"
+	return updateObject(ctx, c, "deployments", ns, name, change)
 }
 
 // rolloutStatus prints each change of progress until the rollout

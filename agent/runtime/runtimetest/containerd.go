@@ -1,17 +1,12 @@
 package runtimetest
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -148,42 +143,7 @@ func removeAll(t testing.TB, addr string) {
 
 // killShims kills the shims still serving the containerd of dir, and the
 // processes of their containers.
-func killShims(t testing.TB, dir string) {
-	// Containers whose task was not deleted: their main process.
-	pidFiles, _ := filepath.Glob(filepath.Join(dir, "containerd", "state", "io.containerd.runtime.v2.task", "*", "*", "init.pid"))
-	for _, pf := range pidFiles {
-		b, err := os.ReadFile(pf)
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 1 {
-			continue
-		}
-		// Only while that pid is still the container's (its cgroup is
-		// /<namespace>/<id>), not a reused one.
-		id := filepath.Base(filepath.Dir(pf))
-		ns := filepath.Base(filepath.Dir(filepath.Dir(pf)))
-		cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-		if err == nil && bytes.Contains(cg, []byte("/"+ns+"/"+id)) {
-			t.Logf("cleanup: killing container process %d left running (%s)", pid, pf)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) || !bytes.Contains(b, []byte(dir+"/")) {
-			continue
-		}
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-		if err != nil {
-			continue
-		}
-		t.Logf("cleanup: killing shim %d left running: %s", pid, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
-}
+func killShims(t testing.TB, dir string) { lab.KillShims(dir, t.Logf) }
 
 // cleanupDir unmounts everything under dir and removes it.
 func cleanupDir(t testing.TB, dir string) {
