@@ -335,22 +335,29 @@ func TestLeaderLossAndFullRestartKeepEverything(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			return len(list.Items) == 101, fmt.Sprintf("%d services", len(list.Items))
+			// The API may answer through another replica while this
+			// node's own store catches up: both must have them all.
+			local, _ := n.c.State().List("Service", "", "")
+			return len(list.Items) == 101 && len(local) == 101, fmt.Sprintf("%d services through the API, %d in the node's store", len(list.Items), len(local))
 		})
 	}
 	// Identical on every node.
-	var want string
+	var want []string
 	for i, n := range nodes {
-		list, _ := n.c.State().List("Service", "", "")
-		var b strings.Builder
+		list, idx := n.c.State().List("Service", "", "")
+		var got []string
 		for _, r := range list {
 			j, _ := api.MarshalJSON(r)
-			b.Write(j)
+			got = append(got, string(j))
 		}
 		if i == 0 {
-			want = b.String()
-		} else if b.String() != want {
-			t.Fatalf("node %d's services differ from node 1's", i+1)
+			want = got
+			continue
+		}
+		for k := range max(len(got), len(want)) {
+			if k >= len(got) || k >= len(want) || got[k] != want[k] {
+				t.Fatalf("node %d's services (index %d) differ from node 1's at %d:\n%v\n%v", i+1, idx, k, got[min(k, len(got)-1)], want[min(k, len(want)-1)])
+			}
 		}
 	}
 }
