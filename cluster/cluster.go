@@ -158,6 +158,9 @@ type Cluster struct {
 	raft    *raftNode
 	members *membership
 	metrics *metrics
+	// controllerMetrics are the leader controllers' series, registered once
+	// and shared by every leadership term.
+	controllerMetrics *scheduler.Metrics
 
 	proposals chan *proposal
 	peers     *peerClients
@@ -196,6 +199,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, log: cfg.Logger, state: NewState(), proposals: make(chan *proposal, 4096)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.metrics = newMetrics(cfg.Registry, c)
+	c.controllerMetrics = scheduler.NewMetrics(cfg.Registry)
 	c.localAPI = &apiServer{c: c}
 
 	id, existing, err := loadIdentity(cfg.DataDir)
@@ -715,6 +719,7 @@ func (c *Cluster) runLeader(ctx context.Context) {
 	go func() {
 		defer controllers.Done()
 		cfg := c.cfg.Controllers
+		cfg.Metrics = c.controllerMetrics
 		// The strategy is the cluster's, chosen at --init.
 		cfg.StrategyOf = func() scheduler.Strategy {
 			return scheduler.Strategy(c.state.Settings().GetSchedulingStrategy())

@@ -26,6 +26,8 @@ type Config struct {
 	// Resync bounds the time between two rounds when nothing changes, for
 	// what depends on time alone (minReadySeconds, deadlines, the grace).
 	Resync time.Duration
+	// Metrics, when set, counts rounds and writes (see NewMetrics).
+	Metrics *Metrics
 }
 
 func (c *Config) defaults() {
@@ -37,6 +39,9 @@ func (c *Config) defaults() {
 	}
 	if c.Resync == 0 {
 		c.Resync = time.Second
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
 	}
 }
 
@@ -134,11 +139,19 @@ func (r *rounds) read() (*view, uint64) {
 }
 
 func (r *rounds) round(ctx context.Context) (uint64, error) {
+	start := time.Now()
+	m := r.cfg.Metrics
+	defer func() {
+		m.rounds.Inc()
+		m.roundSeconds.Observe(time.Since(start).Seconds())
+	}()
 	v, idx := r.read()
 	now := time.Now()
 	rec := &recorder{}
 	var ops []Op
-	ops = append(ops, r.planNodeLifecycle(v, now, rec)...)
+	lost := r.planNodeLifecycle(v, now, rec)
+	m.nodesLost.Add(float64(len(lost)))
+	ops = append(ops, lost...)
 	// Pods deleted this round are out of what the others see.
 	gone := map[string]bool{}
 	for _, op := range ops {
@@ -162,7 +175,19 @@ func (r *rounds) round(ctx context.Context) (uint64, error) {
 			strategy = s
 		}
 	}
-	ops = append(ops, planBindings(v, strategy, rec, &r.placeStart)...)
+	bindings := planBindings(v, strategy, rec, &r.placeStart)
+	ops = append(ops, bindings...)
+	pending, unschedulable := 0, 0
+	for _, p := range v.pods {
+		if p.GetSpec().GetNodeName() == "" {
+			pending++
+			if c := podCondition(p, "PodScheduled"); c != nil && c.Status == "False" {
+				unschedulable++
+			}
+		}
+	}
+	m.pending.Set(float64(pending))
+	m.unschedulable.Set(float64(unschedulable))
 	ops = append(ops, planEndpoints(v)...)
 	ops = append(ops, planEvents(v.events, rec.events, now)...)
 	if len(ops) == 0 {
@@ -173,10 +198,13 @@ func (r *rounds) round(ctx context.Context) (uint64, error) {
 		return idx, err
 	}
 	for i, e := range errs {
+		outcome := "applied"
 		if e != nil {
 			// A conflict or a vanished object: the next round sees why.
 			r.log.Debug("controllers: write not applied", "why", ops[i].Why, "err", e)
+			outcome = "refused"
 		}
+		m.writes.WithLabelValues(opKind(ops[i]), outcome).Inc()
 	}
 	return idx, nil
 }

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/shoalproj/shoal/api"
 )
 
@@ -192,7 +195,14 @@ func TestRunUsesTheClusterStrategy(t *testing.T) {
 			"Node": {busy, empty},
 			"Pod":  {loaded, ctlPod("new", "", "")},
 		}, ops: make(chan []Op, 1), cancel: cancel}
-		Run(ctx, st, Config{StrategyOf: func() Strategy { return tc.strategy }}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		m := NewMetrics(prometheus.NewRegistry())
+		Run(ctx, st, Config{StrategyOf: func() Strategy { return tc.strategy }, Metrics: m}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if got := testutil.ToFloat64(m.writes.WithLabelValues("bind", "applied")); got != 1 {
+			t.Fatalf("bind writes counted: %v, want 1", got)
+		}
+		if got := testutil.ToFloat64(m.pending); got != 1 {
+			t.Fatalf("pending pods: %v, want 1", got)
+		}
 		ops := <-st.ops
 		var bound string
 		for _, op := range ops {
