@@ -41,7 +41,7 @@ type podManager struct {
 	doneAt   map[string]time.Time      // when each pod's last worker finished
 	status   map[string]*api.Pod       // to report: pod (name, namespace) with its new status
 	reported map[string]*api.PodStatus // last status written, by UID
-	pulls    map[string]*pullState     // by UID/container
+	pulls    map[string]*pullState     // failed starts, by UID/container
 	trigger  chan struct{}
 	flushReq chan struct{} // a status is queued
 	rounds   int           // reconcile rounds done, for tests and metrics
@@ -66,11 +66,14 @@ func (m *podManager) idleAfter(n int) bool {
 	return m.rounds >= n && len(m.busy) == 0
 }
 
-// pullState remembers failed pulls, to back off as Kubernetes does
-// (ErrImagePull, then ImagePullBackOff).
+// pullState remembers the failed starts of a container before it ran (a
+// pull, its configuration or its creation), to back off as Kubernetes does
+// (ErrImagePull, then ImagePullBackOff; CreateContainerError retried with
+// the same back-off) instead of trying again every round.
 type pullState struct {
 	failures int
 	until    time.Time
+	reason   string // shown while backing off
 	message  string
 }
 
@@ -343,7 +346,7 @@ func (m *podManager) syncPod(ctx context.Context, pod *api.Pod, containers []run
 	for _, c := range pod.GetSpec().GetContainers() {
 		if p := m.pulls[uid+"/"+c.Name]; p != nil {
 			if _, set := obs.Waiting[c.Name]; !set {
-				obs.Waiting[c.Name] = waitingState{Reason: "ImagePullBackOff", Message: p.message}
+				obs.Waiting[c.Name] = waitingState{Reason: p.reason, Message: p.message}
 			}
 		}
 	}
@@ -615,8 +618,23 @@ func (m *podManager) start(ctx context.Context, pod *api.Pod, c *api.Container, 
 	ps := m.pulls[key]
 	m.mu.Unlock()
 	if ps != nil && time.Now().Before(ps.until) {
-		waiting[c.Name] = waitingState{Reason: "ImagePullBackOff", Message: ps.message}
+		waiting[c.Name] = waitingState{Reason: ps.reason, Message: ps.message}
 		return nil
+	}
+	// failed records a failure before the container ran: shown as reason
+	// now, as backoffReason until the back-off ends.
+	failed := func(reason, backoffReason string, err error) error {
+		m.mu.Lock()
+		if ps == nil {
+			ps = &pullState{}
+			m.pulls[key] = ps
+		}
+		ps.failures++
+		ps.reason, ps.message = backoffReason, err.Error()
+		ps.until = time.Now().Add(restartDelay(ps.failures))
+		m.mu.Unlock()
+		waiting[c.Name] = waitingState{Reason: reason, Message: err.Error()}
+		return err
 	}
 	if _, err := m.rt.PullImage(ctx, c.Image, runtime.PullPolicy(c.ImagePullPolicy)); err != nil {
 		reason := "ErrImagePull"
@@ -626,32 +644,19 @@ func (m *podManager) start(ctx context.Context, pod *api.Pod, c *api.Container, 
 		case errors.Is(err, runtime.ErrInvalidImageName):
 			reason = "InvalidImageName"
 		}
-		m.mu.Lock()
-		if ps == nil {
-			ps = &pullState{}
-			m.pulls[key] = ps
-		}
-		ps.failures++
-		ps.message = err.Error()
-		ps.until = time.Now().Add(restartDelay(ps.failures))
-		m.mu.Unlock()
-		waiting[c.Name] = waitingState{Reason: reason, Message: err.Error()}
-		return err
+		return failed(reason, "ImagePullBackOff", err)
+	}
+	spec, err := m.containerSpec(pod, c, att, restart)
+	if err != nil {
+		return failed("CreateContainerConfigError", "CreateContainerConfigError", err)
+	}
+	id, err := m.rt.Create(ctx, spec)
+	if err != nil {
+		return failed("CreateContainerError", "CreateContainerError", err)
 	}
 	m.mu.Lock()
 	delete(m.pulls, key)
 	m.mu.Unlock()
-
-	spec, err := m.containerSpec(pod, c, att, restart)
-	if err != nil {
-		waiting[c.Name] = waitingState{Reason: "CreateContainerConfigError", Message: err.Error()}
-		return err
-	}
-	id, err := m.rt.Create(ctx, spec)
-	if err != nil {
-		waiting[c.Name] = waitingState{Reason: "CreateContainerError", Message: err.Error()}
-		return err
-	}
 	if err := m.rt.Start(ctx, id); err != nil {
 		// Keep the instance: it shows as exited and follows the restart
 		// policy like any other failure.
