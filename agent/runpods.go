@@ -95,6 +95,15 @@ wait:
 		return fmt.Errorf("pod network: %w", err)
 	}
 	defer network.Close()
+	// Pods reach the pods of other nodes through routes to their subnets;
+	// the sync ends before the network closes.
+	rctx, stopRoutes := context.WithCancel(ctx)
+	routesDone := make(chan struct{})
+	go func() {
+		defer close(routesDone)
+		syncNodeRoutes(rctx, client, node, network, log.With("component", "podnet"))
+	}()
+	defer func() { stopRoutes(); <-routesDone }()
 	host, _, _ := net.SplitHostPort(c.APIAddress())
 	m := newPodManager(node, host, dataDir, rt, network, client, log.With("component", "pods"))
 	svc.set(m)

@@ -147,6 +147,33 @@ func TestLabCommand(t *testing.T) {
 		t.Logf("%s: %s", ep, strings.TrimSpace(string(body)))
 	}
 
+	// Pod to pod across hosts: from inside one pod, every other pod's IP
+	// answers (routes between the hosts' pod subnets).
+	out, err = run(time.Minute, "get", "pods", "-l", "app=web", "-o", "json")
+	if err != nil {
+		t.Fatalf("get pods: %v\n%s", err, out)
+	}
+	var pods struct {
+		Items []podJSON `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &pods); err != nil || len(pods.Items) != 3 {
+		t.Fatalf("pods of web: %v\n%s", err, out)
+	}
+	from := pods.Items[0]
+	for _, to := range pods.Items[1:] {
+		if to.Spec.NodeName == from.Spec.NodeName {
+			continue
+		}
+		// busybox's nc: its wget crashes in a busybox-only image (static
+		// glibc without NSS), even on an address.
+		addr := to.Status.PodIP + " 8080"
+		out, err := run(time.Minute, "exec", from.Metadata.Name, "--", "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 `+addr)
+		if err != nil || !strings.Contains(out, "hello from "+to.Metadata.Name) {
+			t.Fatalf("from pod %s on %s to %s on %s (%s): %v\n%s\n%s", from.Metadata.Name, from.Spec.NodeName, to.Metadata.Name, to.Spec.NodeName, addr, err, out, logs())
+		}
+		t.Logf("pod %s on %s → pod %s on %s: answered", from.Metadata.Name, from.Spec.NodeName, to.Metadata.Name, to.Spec.NodeName)
+	}
+
 	downDone = true
 	out, err = run(2*time.Minute, "lab", "down")
 	if err != nil {
