@@ -406,6 +406,7 @@ func mergeObject(cur, in api.Resource, op *storepb.Op, now time.Time) (api.Resou
 	} else {
 		next = proto.Clone(in).(api.Resource)
 		copyField(next, cur, "status")
+		keepBinding(next, cur)
 		m, cm := next.GetMetadata(), cur.GetMetadata()
 		m.Uid = cm.Uid
 		m.CreationTimestamp = cm.CreationTimestamp
@@ -421,6 +422,21 @@ func mergeObject(cur, in api.Resource, op *storepb.Op, now time.Time) (api.Resou
 		return nil, "", nil
 	}
 	return next, "MODIFIED", nil
+}
+
+// keepBinding keeps a pod on the node it is bound to when a spec write
+// names no node (the same manifest applied again): binding is the
+// scheduler's, and a pod does not move, as in Kubernetes.
+func keepBinding(next, cur api.Resource) {
+	p, ok := next.(*api.Pod)
+	c, _ := cur.(*api.Pod)
+	if !ok || c.GetSpec().GetNodeName() == "" || p.GetSpec().GetNodeName() != "" {
+		return
+	}
+	if p.Spec == nil {
+		p.Spec = &api.PodSpec{}
+	}
+	p.Spec.NodeName = c.GetSpec().GetNodeName()
 }
 
 // specOf is the object without metadata and status: what generation

@@ -1243,3 +1243,17 @@ func BenchmarkStateApply(b *testing.B) {
 		})
 	}
 }
+
+// A bound pod written again without a node (its manifest applied again)
+// stays on its node; a write that names a node sets it.
+func TestStatePodKeepsItsBinding(t *testing.T) {
+	s := NewState()
+	stMustApply(t, s, 1, stPut(stPod("default", "web", "nginx:1"), stUID("u1")))
+	stMustApply(t, s, 2, stPut(stBoundPod("default", "web", "n1")))
+	again := stPod("default", "web", "nginx:2")
+	stMustApply(t, s, 3, stPut(again))
+	p := stGetPod(t, s, "default", "web")
+	if p.Spec.NodeName != "n1" || p.Spec.Containers[0].Image != "nginx:2" {
+		t.Fatalf("after applying the manifest again: node %q image %q; want n1, nginx:2", p.Spec.NodeName, p.Spec.Containers[0].Image)
+	}
+}
