@@ -15,7 +15,6 @@ import (
 
 	"github.com/shoalproj/shoal/agent/podnet"
 	"github.com/shoalproj/shoal/agent/runtime"
-	"github.com/shoalproj/shoal/api"
 	"github.com/shoalproj/shoal/cluster"
 )
 
@@ -33,19 +32,9 @@ func runHollowPods(ctx context.Context, c *cluster.Cluster, svc *podsService, da
 		return err
 	}
 	node := c.NodeName()
-	var podCIDR string
-	for podCIDR == "" {
-		obj, err := client.Get(ctx, &api.GetRequest{Kind: "Node", Name: node})
-		if err == nil {
-			podCIDR = obj.GetNode().GetSpec().GetPodCidr()
-		}
-		if podCIDR == "" {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
+	podCIDR := waitPodCIDR(ctx, client, node)
+	if podCIDR == "" {
+		return nil // ctx ended
 	}
 	subnet, err := netip.ParsePrefix(podCIDR)
 	if err != nil || !subnet.Addr().Is4() {

@@ -74,22 +74,11 @@ wait:
 	}
 	defer rt.Close()
 
-	// The pod subnet the leader leased this node.
-	var podCIDR, clusterCIDR string
-	for podCIDR == "" {
-		obj, err := client.Get(ctx, &api.GetRequest{Kind: "Node", Name: node})
-		if err == nil {
-			podCIDR = obj.GetNode().GetSpec().GetPodCidr()
-		}
-		if podCIDR == "" {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
+	podCIDR := waitPodCIDR(ctx, client, node)
+	if podCIDR == "" {
+		return nil // ctx ended
 	}
-	clusterCIDR = c.PodCIDR()
+	clusterCIDR := c.PodCIDR()
 	network, err := podnet.New(ctx, podnet.Config{PodCIDR: podCIDR, ClusterCIDR: clusterCIDR, StateDir: dataDir})
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
@@ -110,6 +99,22 @@ wait:
 	defer svc.set(nil)
 	log.Info("running pods", "containerd", addr, "podCIDR", podCIDR)
 	return m.run(ctx)
+}
+
+// waitPodCIDR returns the pod subnet the leader leased node, waiting for
+// the lease; "" once ctx ends.
+func waitPodCIDR(ctx context.Context, client api.ShoalClient, node string) string {
+	for {
+		obj, err := client.Get(ctx, &api.GetRequest{Kind: "Node", Name: node})
+		if cidr := obj.GetNode().GetSpec().GetPodCidr(); err == nil && cidr != "" {
+			return cidr
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // podsService is the agent's side of Logs, Exec and LoadImage calls. The

@@ -815,6 +815,12 @@ func (w *readyWatch) observe(pods []schedPod) {
 	w.min = min(w.min, n)
 }
 
+func (w *readyWatch) observations() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n
+}
+
 func (w *readyWatch) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -852,7 +858,9 @@ func TestSchedRollingUpdate(t *testing.T) {
 	w := newReadyWatch()
 	pl := l.startPoller("app=roll", nil, w.observe)
 	// A few observations before the change.
-	time.Sleep(300 * time.Millisecond)
+	l.WaitFor(10*time.Second, "3 observations of the pods before the update", func() (bool, string) {
+		return w.observations() >= 3, w.String()
+	})
 	d.version = "2"
 	start := time.Now()
 	l.apply(d.manifest())

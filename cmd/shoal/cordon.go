@@ -34,40 +34,24 @@ func setCordon(ctx context.Context, c *client.HTTPClient, name string, cordon, d
 }
 
 func newCordonCommands(g *globals) []*cobra.Command {
-	cordon := &cobra.Command{
-		Use:   "cordon NAME",
-		Short: "Mark a node unschedulable: nothing new is placed on it",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := setCordon(cmd.Context(), c, args[0], true, false); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "node/%s cordoned\n", args[0])
-			return nil
-		},
+	mark := func(use, short, verb string, cordon bool) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " NAME",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return g.withClient(cmd, func(ctx context.Context, c *client.HTTPClient) error {
+					if err := setCordon(ctx, c, args[0], cordon, false); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "node/%s %s\n", args[0], verb)
+					return nil
+				})
+			},
+		}
 	}
-	uncordon := &cobra.Command{
-		Use:   "uncordon NAME",
-		Short: "Mark a node schedulable again (ends a drain)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := setCordon(cmd.Context(), c, args[0], false, false); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "node/%s uncordoned\n", args[0])
-			return nil
-		},
-	}
+	cordon := mark("cordon", "Mark a node unschedulable: nothing new is placed on it", "cordoned", true)
+	uncordon := mark("uncordon", "Mark a node schedulable again (ends a drain)", "uncordoned", false)
 	var (
 		timeout time.Duration
 		force   bool
@@ -83,18 +67,14 @@ that no controller owns would be lost: drain refuses unless --force, which
 deletes them. The command returns once no pod remains on the node.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx := cmd.Context()
-			if timeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, timeout)
-				defer cancel()
-			}
-			return drainNode(ctx, c, args[0], force, cmd.OutOrStdout())
+			return g.withClient(cmd, func(ctx context.Context, c *client.HTTPClient) error {
+				if timeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, timeout)
+					defer cancel()
+				}
+				return drainNode(ctx, c, args[0], force, cmd.OutOrStdout())
+			})
 		},
 	}
 	drain.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: no limit); the node stays cordoned")

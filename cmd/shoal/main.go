@@ -147,6 +147,17 @@ func (g *globals) client() (*client.HTTPClient, error) {
 	return c, nil
 }
 
+// withClient runs fn with a client of the API and the command's context,
+// closing the client after.
+func (g *globals) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *client.HTTPClient) error) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(cmd.Context(), c)
+}
+
 // addOutputFlag adds -o/--output with the formats a command prints.
 func addOutputFlag(fs *pflag.FlagSet, p *string, formats string) {
 	fs.StringVarP(p, "output", "o", "", "output format: one of "+formats)

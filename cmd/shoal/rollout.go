@@ -32,6 +32,16 @@ func deploymentName(arg string) (string, error) {
 	return "", fmt.Errorf("%q: only deployments roll out (deploy/NAME)", arg)
 }
 
+// withDeployment runs fn with a client of the API and the name of the
+// Deployment arg names (NAME or deploy/NAME), closing the client after.
+func (g *globals) withDeployment(cmd *cobra.Command, arg string, fn func(ctx context.Context, c *client.HTTPClient, name string) error) error {
+	name, err := deploymentName(arg)
+	if err != nil {
+		return err
+	}
+	return g.withClient(cmd, func(ctx context.Context, c *client.HTTPClient) error { return fn(ctx, c, name) })
+}
+
 func getDeployment(ctx context.Context, c *client.HTTPClient, ns, name string) (*api.Deployment, error) {
 	return getObject[*api.Deployment](ctx, c, "deployments", ns, name)
 }
@@ -44,22 +54,14 @@ func newRolloutCommand(g *globals) *cobra.Command {
 		Short: "Show a rollout's progress until it completes; exit 1 when it fails",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := deploymentName(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx := cmd.Context()
-			if timeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, timeout)
-				defer cancel()
-			}
-			return rolloutStatus(ctx, c, g.namespace, name, cmd.OutOrStdout())
+			return g.withDeployment(cmd, args[0], func(ctx context.Context, c *client.HTTPClient, name string) error {
+				if timeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, timeout)
+					defer cancel()
+				}
+				return rolloutStatus(ctx, c, g.namespace, name, cmd.OutOrStdout())
+			})
 		},
 	}
 	status.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait as long as the rollout progresses)")
@@ -70,40 +72,33 @@ func newRolloutCommand(g *globals) *cobra.Command {
 		Short: "List a Deployment's revisions, or show one (--revision)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := deploymentName(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			d, revs, err := deploymentRevisions(cmd.Context(), c, g.namespace, name)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if revision > 0 {
-				for _, r := range revs {
-					if r.GetRevision() == revision {
-						y, err := api.MarshalYAML(r.GetData())
-						if err != nil {
-							return err
-						}
-						fmt.Fprintf(out, "deployment.apps/%s with revision #%d\nPod Template:\n%s", name, revision, y)
-						return nil
-					}
+			return g.withDeployment(cmd, args[0], func(ctx context.Context, c *client.HTTPClient, name string) error {
+				d, revs, err := deploymentRevisions(ctx, c, g.namespace, name)
+				if err != nil {
+					return err
 				}
-				return fmt.Errorf("deployment %q has no revision %d", name, revision)
-			}
-			fmt.Fprintf(out, "deployment.apps/%s\n", d.GetMetadata().GetName())
-			tw := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
-			fmt.Fprintln(tw, "REVISION\tCHANGE-CAUSE")
-			for _, r := range revs {
-				fmt.Fprintf(tw, "%d\t%s\n", r.GetRevision(), orNone(r.GetMetadata().GetAnnotations()[scheduler.AnnotationChangeCause]))
-			}
-			return tw.Flush()
+				out := cmd.OutOrStdout()
+				if revision > 0 {
+					for _, r := range revs {
+						if r.GetRevision() == revision {
+							y, err := api.MarshalYAML(r.GetData())
+							if err != nil {
+								return err
+							}
+							fmt.Fprintf(out, "deployment.apps/%s with revision #%d\nPod Template:\n%s", name, revision, y)
+							return nil
+						}
+					}
+					return fmt.Errorf("deployment %q has no revision %d", name, revision)
+				}
+				fmt.Fprintf(out, "deployment.apps/%s\n", d.GetMetadata().GetName())
+				tw := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
+				fmt.Fprintln(tw, "REVISION\tCHANGE-CAUSE")
+				for _, r := range revs {
+					fmt.Fprintf(tw, "%d\t%s\n", r.GetRevision(), orNone(r.GetMetadata().GetAnnotations()[scheduler.AnnotationChangeCause]))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	history.Flags().Int64Var(&revision, "revision", 0, "show the pod template of this revision")
@@ -114,31 +109,23 @@ func newRolloutCommand(g *globals) *cobra.Command {
 		Short: "Roll a Deployment back to its previous revision, or to revision N",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := deploymentName(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx := cmd.Context()
-			_, revs, err := deploymentRevisions(ctx, c, g.namespace, name)
-			if err != nil {
-				return err
-			}
-			target, err := undoTarget(revs, toRevision)
-			if err != nil {
-				return fmt.Errorf("deployment %q: %w", name, err)
-			}
-			tpl := proto.Clone(target.GetData()).(*api.PodTemplateSpec)
-			delete(tpl.GetMetadata().GetLabels(), scheduler.LabelPodTemplateHash)
-			if err := updateDeployment(ctx, c, g.namespace, name, func(d *api.Deployment) { d.Spec.Template = tpl }); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s rolled back to revision %d\n", name, target.GetRevision())
-			return nil
+			return g.withDeployment(cmd, args[0], func(ctx context.Context, c *client.HTTPClient, name string) error {
+				_, revs, err := deploymentRevisions(ctx, c, g.namespace, name)
+				if err != nil {
+					return err
+				}
+				target, err := undoTarget(revs, toRevision)
+				if err != nil {
+					return fmt.Errorf("deployment %q: %w", name, err)
+				}
+				tpl := proto.Clone(target.GetData()).(*api.PodTemplateSpec)
+				delete(tpl.GetMetadata().GetLabels(), scheduler.LabelPodTemplateHash)
+				if err := updateDeployment(ctx, c, g.namespace, name, func(d *api.Deployment) { d.Spec.Template = tpl }); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s rolled back to revision %d\n", name, target.GetRevision())
+				return nil
+			})
 		},
 	}
 	undo.Flags().Int64Var(&toRevision, "to-revision", 0, "the revision to return to (default: the previous one)")
@@ -149,20 +136,13 @@ func newRolloutCommand(g *globals) *cobra.Command {
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				name, err := deploymentName(args[0])
-				if err != nil {
-					return err
-				}
-				c, err := g.client()
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				if err := updateDeployment(cmd.Context(), c, g.namespace, name, func(d *api.Deployment) { d.Spec.Paused = paused }); err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s %s\n", name, verb)
-				return nil
+				return g.withDeployment(cmd, args[0], func(ctx context.Context, c *client.HTTPClient, name string) error {
+					if err := updateDeployment(ctx, c, g.namespace, name, func(d *api.Deployment) { d.Spec.Paused = paused }); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s %s\n", name, verb)
+					return nil
+				})
 			},
 		}
 	}
@@ -286,21 +266,13 @@ func newScaleCommand(g *globals) *cobra.Command {
 			if replicas < 0 {
 				return fmt.Errorf("--replicas %d: must be 0 or more", replicas)
 			}
-			name, err := deploymentName(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx := cmd.Context()
-			if err := updateDeployment(ctx, c, g.namespace, name, func(d *api.Deployment) { d.Spec.Replicas = &replicas }); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s scaled\n", name)
-			return nil
+			return g.withDeployment(cmd, args[0], func(ctx context.Context, c *client.HTTPClient, name string) error {
+				if err := updateDeployment(ctx, c, g.namespace, name, func(d *api.Deployment) { d.Spec.Replicas = &replicas }); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deployment.apps/%s scaled\n", name)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().Int32Var(&replicas, "replicas", 0, "the number of replicas")

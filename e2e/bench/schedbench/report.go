@@ -5,8 +5,9 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/shoalproj/shoal/e2e/bench/benchenv"
 )
 
 // report renders the results as markdown tables.
@@ -19,7 +20,7 @@ func report(o *options, root string, results []*result) string {
 	}
 	fmt.Fprintf(&b, "\n%s; %d CPUs; kernel %s; %s. Leader: one shoal agent (--init, no pods) in its own process, %s; raft log in bbolt with fsync under %s (%s); controllers as they ship; API over mutual TLS on %s. Hollow nodes: %s cpu, %s memory, %s pods each; one hollow kubelet in this program reports bound pods Running+Ready in Apply calls of up to 1,000 statuses. %s pods in %s Deployments applied at once, each pod requesting %s cpu and %s memory.\n\n",
 		time.Now().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), strings.TrimSpace(string(kernel)), runtime.Version(), voters,
-		o.dir, fsType(root), o.addr, o.nodeCPU, o.nodeMemory, o.nodePods, thousands(o.pods), thousands(o.deployments), o.podCPU, o.podMemory)
+		o.dir, benchenv.FSType(root), o.addr, o.nodeCPU, o.nodeMemory, o.nodePods, thousands(o.pods), thousands(o.deployments), o.podCPU, o.podMemory)
 
 	b.WriteString("| nodes | pods | bound + committed pods/s | creation → bound p50 | p99 | max | first pod created | all created | all bound | all Running+Ready | Deployments all available |\n")
 	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
@@ -130,26 +131,4 @@ func thousands(n int) string {
 		out = append(out, s[i])
 	}
 	return string(out)
-}
-
-// fsType names the file system a directory is on, as far as it matters
-// for fsync.
-func fsType(dir string) string {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return "unknown file system"
-	}
-	switch uint32(st.Type) {
-	case 0xEF53:
-		return "ext4"
-	case 0x58465342:
-		return "xfs"
-	case 0x9123683E:
-		return "btrfs"
-	case 0x01021994:
-		return "tmpfs: fsync costs nothing here, use -dir on a disk"
-	case 0x794C7630:
-		return "overlayfs"
-	}
-	return fmt.Sprintf("file system 0x%x", uint32(st.Type))
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shoalproj/shoal/api"
+	"github.com/shoalproj/shoal/e2e/bench/benchenv"
 )
 
 // bench is one run: the clusters, the systems measured on them, and the
@@ -148,7 +149,7 @@ func (b *bench) describe(ctx context.Context) {
 		fmt.Sprintf("shoal %s (%s): 3 nodes on %s, gRPC Apply of one Service per write (%d bytes encoded), bbolt raft log with fsync", shoalVersion, agents, strings.Join(o.shoalAddrs, ", "), o.valueSize),
 		fmt.Sprintf("etcd %s: 1 member on %s, 3 members on %s, %s, default fsync; Put of a %d-byte value", etcdVersion(o.etcdBin), o.etcd1Addr, strings.Join(o.etcd3Addrs, ", "), tlsNote, o.valueSize),
 		fmt.Sprintf("each client: its own connection, one write at a time; %s; %v measured per row in %d slices taken in turns (order rotating), %v warm-up per slice", keys, o.duration, o.rounds, o.warmup),
-		fmt.Sprintf("data directories of both under %s (%s)", o.dir, fsType(b.ps.root)),
+		fmt.Sprintf("data directories of both under %s (%s)", o.dir, benchenv.FSType(b.ps.root)),
 		"server CPU per write: CPU time (user+system) of all the system's server processes over the measured window, divided by the writes measured; the clients' is not counted",
 	}
 }
