@@ -27,7 +27,10 @@ type autopilotInput struct {
 	LeaderID string
 	// LeaderSince is when this leader took over: a server that gossip has
 	// not seen since then counts as gone from that moment.
-	LeaderSince   time.Time
+	LeaderSince time.Time
+	// Unreachable are the servers raft currently fails to reach from the
+	// leader: not promoted, however alive gossip still thinks them.
+	Unreachable   map[string]bool
 	Now           time.Time
 	Stabilization time.Duration
 	// PromoteAfter is how long a non-voter must have been up before it
@@ -125,7 +128,7 @@ func planRaftMembership(in autopilotInput) []raftChange {
 			}
 		case alive(s.ID):
 			nonvoters = append(nonvoters, s)
-			if in.Now.Sub(members[s.ID].Since) >= in.PromoteAfter {
+			if in.Now.Sub(members[s.ID].Since) >= in.PromoteAfter && !in.Unreachable[s.ID] {
 				promotable = append(promotable, s)
 			}
 		}

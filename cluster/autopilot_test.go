@@ -500,3 +500,31 @@ func TestPlanRaftMembershipPromotesOnlyStableNonvoters(t *testing.T) {
 		})
 	}
 }
+
+// A non-voter that raft cannot reach is not promoted while gossip still
+// reports it alive: with two voters, a dead second one leaves no majority.
+func TestAutopilotDoesNotPromoteUnreachable(t *testing.T) {
+	now := time.Unix(1000, 0)
+	up := func(id string) Member {
+		return Member{ID: id, Meta: memberMeta{Name: id, Raft: id + ":7947"}, Alive: true, Since: now.Add(-time.Minute)}
+	}
+	in := autopilotInput{
+		Servers:       []raftServer{{ID: "a", Address: "a:7947", Voter: true}, {ID: "b", Address: "b:7947"}, {ID: "c", Address: "c:7947"}},
+		Members:       []Member{up("a"), up("b"), up("c")},
+		LeaderID:      "a",
+		LeaderSince:   now.Add(-time.Hour),
+		Now:           now,
+		Stabilization: 10 * time.Second,
+		PromoteAfter:  2 * time.Second,
+		MaxReplicas:   9,
+		Unreachable:   map[string]bool{"b": true},
+	}
+	got := planRaftMembership(in)
+	if len(got) != 1 || got[0].Op != "promote" || got[0].ID != "c" {
+		t.Fatalf("want only c promoted, got %+v", got)
+	}
+	in.Unreachable = map[string]bool{"b": true, "c": true}
+	if got := planRaftMembership(in); len(got) != 0 {
+		t.Fatalf("both unreachable: want no change, got %+v", got)
+	}
+}

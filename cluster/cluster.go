@@ -161,6 +161,9 @@ type Cluster struct {
 	// controllerMetrics are the leader controllers' series, registered once
 	// and shared by every leadership term.
 	controllerMetrics *scheduler.Metrics
+	// unreachable are the servers this leader's raft fails to heartbeat
+	// (guarded by mu): never promoted, whatever gossip says.
+	unreachable map[string]bool
 
 	proposals chan *proposal
 	peers     *peerClients
@@ -280,7 +283,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return fail(err)
 	}
 
-	c.wg.Add(4)
+	c.wg.Add(5)
+	go func() { defer c.wg.Done(); c.heartbeatLoop(c.ctx) }()
 	go func() { defer c.wg.Done(); c.batchLoop(c.ctx) }()
 	go func() { defer c.wg.Done(); c.roleLoop(c.ctx) }()
 	go func() { defer c.wg.Done(); c.leadershipLoop(c.ctx) }()
@@ -706,6 +710,7 @@ func (c *Cluster) runLeader(ctx context.Context) {
 	c.mu.Lock()
 	c.leaderReady = true
 	c.leaderSince = time.Now()
+	c.unreachable = map[string]bool{} // this term's replication reports afresh
 	c.mu.Unlock()
 	if c.state.Settings() == nil && c.state.Secrets() != nil {
 		// A cluster created before settings existed: the defaults.
@@ -754,6 +759,41 @@ func (c *Cluster) raftServers() ([]raftServer, error) {
 	return out, nil
 }
 
+// heartbeatLoop follows raft's heartbeats to each peer while this node
+// leads. Gossip takes a few seconds to call a node dead; a non-voter that
+// died in that window must not be promoted: from one voter to two, a dead
+// second voter leaves no majority, and no leader to undo it.
+func (c *Cluster) heartbeatLoop(ctx context.Context) {
+	ch := make(chan raft.Observation, 64)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	})
+	c.raft.raft.RegisterObserver(obs)
+	defer c.raft.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-ch:
+			c.mu.Lock()
+			if c.unreachable == nil {
+				c.unreachable = map[string]bool{}
+			}
+			switch d := o.Data.(type) {
+			case raft.FailedHeartbeatObservation:
+				c.unreachable[string(d.PeerID)] = true
+			case raft.ResumedHeartbeatObservation:
+				delete(c.unreachable, string(d.PeerID))
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
 func (c *Cluster) reconcileRaftMembership() {
 	servers, err := c.raftServers()
 	if err != nil {
@@ -762,12 +802,17 @@ func (c *Cluster) reconcileRaftMembership() {
 	}
 	c.mu.Lock()
 	since := c.leaderSince
+	unreachable := make(map[string]bool, len(c.unreachable))
+	for id := range c.unreachable {
+		unreachable[id] = true
+	}
 	c.mu.Unlock()
 	changes := planRaftMembership(autopilotInput{
 		Servers:       servers,
 		Members:       c.members.Members(),
 		LeaderID:      c.id.ID,
 		LeaderSince:   since,
+		Unreachable:   unreachable,
 		Now:           time.Now(),
 		Stabilization: c.cfg.Stabilization,
 		PromoteAfter:  promoteAfter,
@@ -789,6 +834,13 @@ func (c *Cluster) reconcileRaftMembership() {
 		if err := f.Error(); err != nil {
 			c.log.Warn("raft membership change failed", "op", ch.Op, "node", ch.ID, "err", err)
 			return
+		}
+		if ch.Op == "add-nonvoter" || ch.Op == "remove" {
+			// A new replication to it reports failures afresh (and a
+			// resumption only after a failure of its own).
+			c.mu.Lock()
+			delete(c.unreachable, ch.ID)
+			c.mu.Unlock()
 		}
 		c.log.Info("raft membership changed", "op", ch.Op, "node", ch.ID)
 		c.metrics.membershipChanges.WithLabelValues(ch.Op).Inc()
