@@ -45,6 +45,14 @@ func (c *Cluster) PodCIDR() string {
 	return DefaultPodCIDR
 }
 
+// ServiceCIDR is where the cluster's services get their virtual IPs.
+func (c *Cluster) ServiceCIDR() string {
+	if st := c.state.Settings(); st != nil && st.ServiceCidr != "" {
+		return st.ServiceCidr
+	}
+	return DefaultServiceCIDR
+}
+
 // LocalAPI is this node's API server, for in-process callers (the agent).
 // Calls run as this node.
 func (c *Cluster) LocalAPI() api.ShoalServer { return c.localAPI }

@@ -70,6 +70,9 @@ type Config struct {
 	// (defaults 10.244.0.0/16 and 10.96.0.0/16); later starts ignore them.
 	PodCIDR     string
 	ServiceCIDR string
+	// NodePortRange is where NodePort services get their ports, chosen at
+	// --init (default 30000-32767).
+	NodePortRange string
 
 	// TrailingLogs is how many raft entries stay after a snapshot compacts
 	// the log (default 10240); a follower further behind gets the snapshot.
@@ -105,6 +108,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ServiceCIDR == "" {
 		c.ServiceCIDR = DefaultServiceCIDR
+	}
+	if c.NodePortRange == "" {
+		c.NodePortRange = DefaultNodePortRange
 	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
@@ -225,6 +231,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		if p, err := netip.ParsePrefix(cfg.ServiceCIDR); err != nil || !p.Addr().Is4() || p.Masked() != p {
 			return nil, fmt.Errorf("--service-cidr %q: want an IPv4 CIDR such as %s", cfg.ServiceCIDR, DefaultServiceCIDR)
+		}
+		if _, err := parsePortRange(cfg.NodePortRange); err != nil {
+			return nil, fmt.Errorf("--node-port-range %w", err)
 		}
 		// No node.json: anything else here is a start of --init that did
 		// not finish. Begin again.
@@ -491,7 +500,7 @@ func (c *Cluster) finishInit(ctx context.Context) error {
 	}
 	res, err := c.propose(ctx, &storepb.Txn{
 		SetSecrets: c.pendingSecrets,
-		SetSettings: &storepb.ClusterSettings{PodCidr: c.cfg.PodCIDR, ServiceCidr: c.cfg.ServiceCIDR,
+		SetSettings: &storepb.ClusterSettings{PodCidr: c.cfg.PodCIDR, ServiceCidr: c.cfg.ServiceCIDR, NodePortRange: c.cfg.NodePortRange,
 			SchedulingStrategy: string(c.cfg.Controllers.Strategy)},
 		TimeUnixNano: time.Now().UnixNano(),
 	})

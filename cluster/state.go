@@ -281,7 +281,7 @@ func (s *State) applyTxnLocked(index uint64, t *storepb.Txn) (*storepb.TxnResult
 	var out []*api.Object
 	var events []Event
 	for i, op := range t.Ops {
-		obj, ev, err := applyOp(txn, index, now, op)
+		obj, ev, err := applyOp(txn, s.settings, index, now, op)
 		if err != nil {
 			txn.Abort()
 			st, _ := status.FromError(err)
@@ -302,7 +302,7 @@ func (s *State) applyTxnLocked(index uint64, t *storepb.Txn) (*storepb.TxnResult
 	return &storepb.TxnResult{Objects: out}, events
 }
 
-func applyOp(txn *memdb.Txn, index uint64, now time.Time, op *storepb.Op) (api.Resource, *Event, error) {
+func applyOp(txn *memdb.Txn, settings *storepb.ClusterSettings, index uint64, now time.Time, op *storepb.Op) (api.Resource, *Event, error) {
 	rv := strconv.FormatUint(index, 10)
 	switch op.Type {
 	case storepb.Op_DELETE:
@@ -349,6 +349,12 @@ func applyOp(txn *memdb.Txn, index uint64, now time.Time, op *storepb.Op) (api.R
 			}
 			if op.ResourceVersion != cur.GetMetadata().GetResourceVersion() {
 				return nil, nil, conflictError(kind, key, op.ResourceVersion, cur)
+			}
+		}
+		if svc, ok := in.(*api.Service); ok && !op.StatusOnly {
+			c, _ := cur.(*api.Service)
+			if in, err = allocateServiceAddresses(txn, settings, svc, c); err != nil {
+				return nil, nil, err
 			}
 		}
 		next, evType, err := mergeObject(cur, in, op, now)

@@ -449,8 +449,11 @@ type ClusterSettings struct {
 	// How the scheduler spreads pods over the nodes that fit: spread (the
 	// default) or binpack.
 	SchedulingStrategy string `protobuf:"bytes,3,opt,name=scheduling_strategy,json=schedulingStrategy,proto3" json:"scheduling_strategy,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// NodePort services get their published ports from this range
+	// ("30000-32767").
+	NodePortRange string `protobuf:"bytes,4,opt,name=node_port_range,json=nodePortRange,proto3" json:"node_port_range,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterSettings) Reset() {
@@ -500,6 +503,13 @@ func (x *ClusterSettings) GetServiceCidr() string {
 func (x *ClusterSettings) GetSchedulingStrategy() string {
 	if x != nil {
 		return x.SchedulingStrategy
+	}
+	return ""
+}
+
+func (x *ClusterSettings) GetNodePortRange() string {
+	if x != nil {
+		return x.NodePortRange
 	}
 	return ""
 }
@@ -614,11 +624,12 @@ const file_store_proto_rawDesc = "" +
 	"\vjoin_secret\x18\x04 \x01(\tR\n" +
 	"joinSecret\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"\x80\x01\n" +
+	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"\xa8\x01\n" +
 	"\x0fClusterSettings\x12\x19\n" +
 	"\bpod_cidr\x18\x01 \x01(\tR\apodCidr\x12!\n" +
 	"\fservice_cidr\x18\x02 \x01(\tR\vserviceCidr\x12/\n" +
-	"\x13scheduling_strategy\x18\x03 \x01(\tR\x12schedulingStrategy\"\xc0\x01\n" +
+	"\x13scheduling_strategy\x18\x03 \x01(\tR\x12schedulingStrategy\x12&\n" +
+	"\x0fnode_port_range\x18\x04 \x01(\tR\rnodePortRange\"\xc0\x01\n" +
 	"\x0eSnapshotHeader\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x128\n" +
 	"\asecrets\x18\x02 \x01(\v2\x1e.shoal.store.v1.ClusterSecretsR\asecrets\x12!\n" +

@@ -96,6 +96,7 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", cluster.DefaultPodCIDR, "with --init: the CIDR pods get addresses from; each node leases a /24 of it")
 	f.StringVar((*string)(&cfg.Controllers.Strategy), "scheduling-strategy", "spread", "with --init: how the scheduler places pods on the nodes that fit: spread (least loaded first) or binpack (most loaded first)")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", cluster.DefaultServiceCIDR, "with --init: the CIDR services get virtual IPs from")
+	f.StringVar(&cfg.NodePortRange, "node-port-range", cluster.DefaultNodePortRange, "with --init: the ports NodePort services are published on, LOW-HIGH")
 	f.DurationVar(&cfg.Controllers.NodeLostGrace, "node-lost-grace", 5*time.Second, "while leading: how long a node stays NotReady before its pods are replaced on other nodes")
 	f.StringVar(&reserveCPU, "reserve-cpu", "100m", "cpu kept for the system: the node's allocatable cpu is its capacity minus this")
 	f.StringVar(&reserveMemory, "reserve-memory", "256Mi", "memory kept for the system: the node's allocatable memory is its capacity minus this")
