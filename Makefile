@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN := bin/shoal
 
-.PHONY: image check-recipes all build test unit e2e lint deps lab lab-down bench bench-store bench-pods bench-sched proto clean
+.PHONY: image check-recipes all build test unit e2e lint deps lab lab-down bench bench-store bench-pods bench-sched bench-lb proto clean
 
 all: build
 
@@ -40,7 +40,7 @@ lab: deps build
 lab-down:
 	@bash hack/lab.sh down
 
-bench: bench-store bench-pods bench-sched
+bench: bench-store bench-pods bench-sched bench-lb
 
 # Writes/s and p50/p99 of small object writes through the API of a 3-node
 # loopback cluster against etcd 3.4 (one member and three), same run, fsync
@@ -92,6 +92,17 @@ BENCH_SCHED_FLAGS ?=
 bench-sched: build
 	$(GO) run ./e2e/bench/schedbench $(BENCH_SCHED_FLAGS)
 	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test ./e2e -run '^$$' -bench BenchmarkLabRollout -benchtime 1x -count 1 -timeout 15m -v 2>&1 | grep -E 'figure|^ok|FAIL'
+
+# Requests/s and p50/p99 with wrk on a 3-host lab to one pod: directly,
+# through the virtual IP (nftables), through the userspace proxy, and
+# through HAProxy in TCP mode, with keep-alive and with a new connection per
+# request; each as a ratio to direct. Prints a markdown table, never a test.
+# About 2 minutes.
+#   make bench-lb BENCH_LB_ROUNDS=5 BENCH_LB_DURATION=10s BENCH_LB_OUT=$PWD/lb.md
+bench-lb: build
+	@bash hack/deps.sh
+	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test ./e2e -run '^$$' -bench BenchmarkLabLB -benchtime 1x -count 1 -timeout 15m 2>&1 | grep -vE '^(goos|goarch|pkg|cpu|PASS)'
+	$(GO) test ./lb/nft -run '^$$' -bench . -benchtime 3x -count 1
 
 proto:
 	cd api && protoc -I. -I/usr/include --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative shoal.proto

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/shoalproj/shoal/api/client"
 	"github.com/shoalproj/shoal/cluster"
 )
@@ -23,6 +25,8 @@ type Config struct {
 	// show the operator.
 	OnInit func(joinLine string)
 	Pods   PodsConfig
+	// Services is the node's service load balancer and DNS.
+	Services ServicesConfig
 	// Reserved is what the node keeps for itself (the agent, containerd,
 	// the system): cpu and memory quantities taken off its capacity to
 	// give the allocatable that the scheduler places pods against.
@@ -37,6 +41,20 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	cfg.Cluster.Logger = log
+	if cfg.Cluster.Registry == nil {
+		// One registry for the cluster's metrics and the agent's (served at
+		// /metrics by the cluster's API).
+		cfg.Cluster.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Pods.Hollow {
+		cfg.Services.Mode = LBModeNone // a hollow node has no dataplane
+	}
+	if err := cfg.Services.check(); err != nil {
+		return err
+	}
+	if cfg.Services.Mode != LBModeNone {
+		cfg.Pods.ClusterDomain = cfg.Services.ClusterDomain
+	}
 	c, err := cluster.Start(ctx, cfg.Cluster)
 	if err != nil {
 		return err
@@ -57,6 +75,13 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("node info not reported", "err", err)
 		}
 	}()
+	if cfg.Services.Mode != LBModeNone {
+		go func() {
+			if err := runServices(ctx, c, cfg.Services, cfg.Cluster.Registry, log.With("component", "services")); err != nil && ctx.Err() == nil {
+				log.Error("services stopped", "err", err)
+			}
+		}()
+	}
 	if cfg.Pods.Enabled {
 		svc := newPodsService()
 		c.SetPodIO(svc)

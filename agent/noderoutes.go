@@ -3,42 +3,47 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"sort"
 	"time"
 
+	"github.com/shoalproj/shoal/agent/podnet"
 	"github.com/shoalproj/shoal/api"
 )
 
-// wantedRoutes is, for node self, a route to every other node's pod subnet
-// through that node's address (host-gw: nodes on one link reach each
-// other's pods without an overlay).
-func wantedRoutes(self string, nodes []*api.Node) map[string]string {
-	want := map[string]string{}
+// wantedPeers is, for node self, every other node that has a pod subnet
+// and an address (its InternalIP), sorted by name: the peers its pods
+// reach, through a route to that subnet (host-gw) or the VXLAN overlay, as
+// the pod network's mode decides.
+func wantedPeers(self string, nodes []*api.Node) []podnet.Peer {
+	var peers []podnet.Peer
 	for _, n := range nodes {
-		if n.GetMetadata().GetName() == self || n.GetSpec().GetPodCidr() == "" {
+		name := n.GetMetadata().GetName()
+		if name == self || n.GetSpec().GetPodCidr() == "" {
 			continue
 		}
 		for _, a := range n.GetStatus().GetAddresses() {
 			if a.GetType() == "InternalIP" && a.GetAddress() != "" {
-				want[n.GetSpec().GetPodCidr()] = a.GetAddress()
+				peers = append(peers, podnet.Peer{Name: name, PodCIDR: n.GetSpec().GetPodCidr(), Address: a.GetAddress()})
 				break
 			}
 		}
 	}
-	return want
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
+	return peers
 }
 
-// routeSyncer sets the host's routes to other nodes' pod subnets.
+// routeSyncer sets the host's way to other nodes' pods.
 type routeSyncer interface {
-	SyncRoutes(want map[string]string) error
+	SyncRoutes(peers []podnet.Peer) error
 }
 
 // nodeRoutesResync bounds the time between two syncs, to put back a route
 // someone removed.
 const nodeRoutesResync = 30 * time.Second
 
-// syncNodeRoutes keeps the routes to the other nodes' pod subnets in line
-// with the Node objects until ctx ends: a list, then a watch; again from a
-// list when the watch breaks.
+// syncNodeRoutes keeps the way to the other nodes' pod subnets (routes,
+// and the overlay's entries) in line with the Node objects until ctx ends:
+// a list, then a watch; again from a list when the watch breaks.
 func syncNodeRoutes(ctx context.Context, client api.ShoalClient, self string, routes routeSyncer, log *slog.Logger) {
 	var last error
 	sync := func(nodes map[string]*api.Node) {
@@ -46,7 +51,7 @@ func syncNodeRoutes(ctx context.Context, client api.ShoalClient, self string, ro
 		for _, n := range nodes {
 			list = append(list, n)
 		}
-		err := routes.SyncRoutes(wantedRoutes(self, list))
+		err := routes.SyncRoutes(wantedPeers(self, list))
 		if err != nil && (last == nil || err.Error() != last.Error()) {
 			log.Warn("routes to other nodes' pods", "err", err)
 		}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,10 +30,13 @@ type podManager struct {
 	node    string
 	hostIP  string
 	dataDir string // pods' logs and emptyDir volumes live under it
-	rt      runtime.Runtime
-	net     podnet.Network
-	api     api.ShoalClient
-	log     *slog.Logger
+	// resolvConf, when set, is the resolv.conf of a pod in a namespace
+	// (the node's DNS server for service names); nil keeps the image's.
+	resolvConf func(namespace string) []byte
+	rt         runtime.Runtime
+	net        podnet.Network
+	api        api.ShoalClient
+	log        *slog.Logger
 
 	mu       sync.Mutex
 	synced   bool                      // desired holds a full list: until then, nothing is stopped
@@ -686,6 +690,12 @@ func (m *podManager) containerSpec(pod *api.Pod, c *api.Container, att podnet.At
 	if h := pod.GetSpec().GetHostname(); h != "" {
 		spec.Hostname = h
 	}
+	if m.resolvConf != nil {
+		spec.ResolvConfPath = filepath.Join(m.podDir(uid), "resolv.conf")
+		if err := writeFileAtomic(spec.ResolvConfPath, m.resolvConf(meta.GetNamespace())); err != nil {
+			return spec, fmt.Errorf("resolv.conf: %w", err)
+		}
+	}
 	for _, e := range c.Env {
 		spec.Env = append(spec.Env, e.Name+"="+e.Value)
 	}
@@ -736,4 +746,22 @@ func (m *podManager) containerSpec(pod *api.Pod, c *api.Container, att podnet.At
 		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: src, Target: vm.MountPath, ReadOnly: vm.ReadOnly})
 	}
 	return spec, nil
+}
+
+// writeFileAtomic makes path hold data (mode 0644), creating its directory;
+// a file that already holds data is left alone, and a changed one is
+// replaced by a rename, so a container starting meanwhile never mounts a
+// half-written file.
+func writeFileAtomic(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/shoalproj/shoal/agent/runtime"
 	"github.com/shoalproj/shoal/api"
 	"github.com/shoalproj/shoal/cluster"
+	shoaldns "github.com/shoalproj/shoal/lb/dns"
 )
 
 // PodsConfig is how the agent runs pods.
@@ -30,6 +31,14 @@ type PodsConfig struct {
 	// network that only hands out addresses (agent/hollow.go): many
 	// agents on one machine for scale tests.
 	Hollow bool
+	// ClusterDomain, when set, gives every pod a resolv.conf that asks the
+	// node's DNS server (services.go) first, with the search path of the
+	// pod's namespace; "" leaves the image's resolv.conf.
+	ClusterDomain string
+	// Network is how pods reach other nodes' pods: auto (direct routes to
+	// nodes on a shared link, a VXLAN overlay to the others), host-gw or
+	// vxlan.
+	Network string
 }
 
 // runPods starts the pod machinery once this node has something to run
@@ -79,7 +88,10 @@ wait:
 		return nil // ctx ended
 	}
 	clusterCIDR := c.PodCIDR()
-	network, err := podnet.New(ctx, podnet.Config{PodCIDR: podCIDR, ClusterCIDR: clusterCIDR, StateDir: dataDir})
+	// The node's address, as its Node object publishes it (InternalIP):
+	// the overlay's tunnel endpoint, which peers derive its MAC from.
+	host, _, _ := net.SplitHostPort(c.APIAddress())
+	network, err := podnet.New(ctx, podnet.Config{PodCIDR: podCIDR, ClusterCIDR: clusterCIDR, StateDir: dataDir, Mode: cfg.Network, NodeIP: host})
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
@@ -93,8 +105,16 @@ wait:
 		syncNodeRoutes(rctx, client, node, network, log.With("component", "podnet"))
 	}()
 	defer func() { stopRoutes(); <-routesDone }()
-	host, _, _ := net.SplitHostPort(c.APIAddress())
 	m := newPodManager(node, host, dataDir, rt, network, client, log.With("component", "pods"))
+	if cfg.ClusterDomain != "" {
+		nameserver, err := DNSAddress(podCIDR)
+		if err != nil {
+			return err
+		}
+		m.resolvConf = func(namespace string) []byte {
+			return shoaldns.ResolvConf(nameserver, namespace, cfg.ClusterDomain)
+		}
+	}
 	svc.set(m)
 	defer svc.set(nil)
 	log.Info("running pods", "containerd", addr, "podCIDR", podCIDR)

@@ -111,7 +111,9 @@ func (l *lab) start(name, addr string, flags ...string) *agentProc {
 
 func (a *agentProc) run(clientConf string) {
 	a.t.Helper()
-	args := append([]string{"agent", "--data-dir", a.dataDir, "--advertise-addr", a.addr, "--node-name", a.name}, a.args...)
+	// These agents share the machine's own network namespace on loopback
+	// addresses: no service dataplane there (the lab tests have one).
+	args := append([]string{"agent", "--lb-mode", "none", "--data-dir", a.dataDir, "--advertise-addr", a.addr, "--node-name", a.name}, a.args...)
 	a.cmd = exec.Command(shoalBin, args...)
 	a.cmd.Env = append(os.Environ(), "SHOAL_CONFIG="+clientConf)
 	a.stdout = &lockedBuffer{}

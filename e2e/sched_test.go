@@ -127,18 +127,28 @@ func (d *schedDeploy) templateEnv(name string) string {
 // schedLab is a lab with the host whose API the tests talk to.
 type schedLab struct {
 	*nslab.Lab
-	t   *testing.T
+	t   testing.TB
 	api atomic.Int32 // the host index the CLI talks to
 }
 
 func newSchedLab(t *testing.T) *schedLab {
+	return newSchedLabImage(t, runtimetest.ImageOptions{})
+}
+
+// newSchedLabImage is newSchedLab with schedImage made with opts.
+func newSchedLabImage(t *testing.T, opts runtimetest.ImageOptions) *schedLab {
+	return newSchedLabOpts(t, opts, nil)
+}
+
+// newSchedLabOpts is newSchedLabImage with extra agent flags per host.
+func newSchedLabOpts(t testing.TB, opts runtimetest.ImageOptions, hostArgs map[int][]string) *schedLab {
 	nslab.RequireRoot(t)
 	runtimetest.RequireBusybox(t)
 	begin := time.Now()
-	l := &schedLab{Lab: nslab.New(t, 3, nslab.Options{Bin: shoalBin}), t: t}
+	l := &schedLab{Lab: nslab.New(t, 3, nslab.Options{Bin: shoalBin, HostArgs: hostArgs}), t: t}
 	l.api.Store(1)
 	t.Logf("lab up: %v", time.Since(begin).Round(time.Millisecond))
-	archive := runtimetest.BuildBusyboxImage(t, schedImage)
+	archive := runtimetest.BuildImage(t, schedImage, opts)
 	step := time.Now()
 	out, err := l.sh("image", "load", archive)
 	if err != nil {

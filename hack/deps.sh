@@ -15,6 +15,8 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v ruby >/dev/null || need+=(ruby)
 command -v shellcheck >/dev/null || need+=(shellcheck)
 command -v nsenter >/dev/null || need+=(util-linux)
+command -v wrk >/dev/null || need+=(wrk)
+command -v haproxy >/dev/null || need+=(haproxy)
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
 fi

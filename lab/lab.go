@@ -55,6 +55,9 @@ type Options struct {
 	// AgentArgs are added to every agent's start; InitArgs to host 1's
 	// --init start only.
 	AgentArgs, InitArgs []string
+	// HostArgs are added to host i's starts (1-based), e.g. another
+	// --lb-mode on one host.
+	HostArgs map[int][]string
 	// Detach makes the agents outlive this process (own session, not
 	// waited for), as `shoal lab up` needs.
 	Detach bool
@@ -254,6 +257,7 @@ func (l *Lab) StartAgent(h *Host, extra []string) error {
 		// under its data directory.
 		"--containerd-socket", filepath.Join(h.DataDir, "no-system-containerd.sock")}
 	args = append(args, extra...)
+	args = append(args, l.opts.HostArgs[h.Index]...)
 	cmd := exec.Command("nsenter", args...)
 	cmd.Env = append(os.Environ(), "SHOAL_CONFIG="+l.opts.ClientConf)
 	// Its own session: signals to this process's group (a ^C, a hang-up)
@@ -325,6 +329,16 @@ func (l *Lab) KillHost(i int) error {
 	}
 	killContainerd(l.Host(i).DataDir)
 	return nil
+}
+
+// PowerOff is a machine dying: host i's agent and containerd are killed
+// (KillHost) and its link goes down (Cut), so its pods, which keep running
+// in their namespaces, are out of reach as well.
+func (l *Lab) PowerOff(i int) error {
+	if err := l.KillHost(i); err != nil {
+		return err
+	}
+	return l.Cut(i)
 }
 
 // Restart kills host i's agent if it runs and starts it again from its

@@ -62,7 +62,7 @@ type Port struct {
 	Endpoints []netip.AddrPort
 }
 
-// ID names a service port uniquely on the node: namespace/name:port/protocol.
+// PortID names a service port uniquely on the node: namespace/name:port/protocol.
 func (s *Service) PortID(p Port) string {
 	return fmt.Sprintf("%s/%s:%d/%s", s.Namespace, s.Name, p.Port, p.Protocol)
 }

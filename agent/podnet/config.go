@@ -17,7 +17,26 @@ const (
 	// DefaultMTU is used when Config.MTU is 0 and the host has no default
 	// route to take the MTU from.
 	DefaultMTU = 1500
+	// DefaultMode is the mode of a Config that names none.
+	DefaultMode = ModeAuto
 )
+
+// The modes of the pod network across nodes (Config.Mode).
+const (
+	// ModeHostGW routes each other node's pod subnet straight to that
+	// node's address: every node must be on a directly connected network
+	// of every other (one link, or one L2 segment).
+	ModeHostGW = "host-gw"
+	// ModeVXLAN carries all traffic to other nodes' pods in the VXLAN
+	// overlay (device shoal.vxlan, UDP 4789), whatever lies between them.
+	ModeVXLAN = "vxlan"
+	// ModeAuto decides per node: host-gw to a node on a directly connected
+	// network, the overlay to any other.
+	ModeAuto = "auto"
+)
+
+// Modes lists the valid values of Config.Mode ("" is ModeAuto).
+var Modes = []string{ModeAuto, ModeHostGW, ModeVXLAN}
 
 // DefaultPluginDirs are searched for the CNI plugin binaries when
 // Config.PluginDirs is empty: Debian's containernetworking-plugins first,
@@ -58,11 +77,21 @@ type Config struct {
 	// StateDir/podnet. Default /var/lib/shoal.
 	StateDir string
 	// MTU of the bridge and the pods' interfaces. 0 takes the MTU of the
-	// host's default-route interface (DefaultMTU when there is none).
+	// host's default-route interface (DefaultMTU when there is none), less
+	// the overlay's 50 bytes in the modes that may use the overlay (vxlan
+	// and auto). An MTU set here must fit the overlay in those modes.
 	MTU int
 	// ClusterCIDR is the whole pod network; traffic from pods to addresses
 	// outside it is masqueraded. Default 10.244.0.0/16.
 	ClusterCIDR string
+	// Mode is how pods reach the pods of other nodes: ModeAuto (the
+	// default when empty), ModeHostGW or ModeVXLAN.
+	Mode string
+	// NodeIP is this node's address (its Node's InternalIP): the local end
+	// of the VXLAN overlay, from which the other nodes' VTEP entries for
+	// this node derive. Required in vxlan mode; in auto mode a node that
+	// has none can only reach the nodes on its own networks.
+	NodeIP string
 }
 
 // settings is a Config checked and completed with its defaults, with the
@@ -72,6 +101,10 @@ type settings struct {
 	podNet     *net.IPNet
 	clusterNet *net.IPNet
 	gateway    net.IP
+	nodeIP     net.IP // nil when Config.NodeIP is empty
+	// hostMTU is the MTU of the host's default-route link, measured by
+	// New (0 before).
+	hostMTU int
 }
 
 func (s *settings) podnetDir() string { return filepath.Join(s.StateDir, "podnet") }
@@ -128,6 +161,24 @@ func resolve(cfg Config) (*settings, error) {
 	clusterOnes, _ := s.clusterNet.Mask.Size()
 	if !s.clusterNet.Contains(s.podNet.IP) || podOnes < clusterOnes {
 		return nil, fmt.Errorf("podnet: pod CIDR %s is not inside the cluster CIDR %s", s.PodCIDR, s.ClusterCIDR)
+	}
+	switch s.Mode {
+	case "":
+		s.Mode = DefaultMode
+	case ModeAuto, ModeHostGW, ModeVXLAN:
+	default:
+		return nil, fmt.Errorf("podnet: pod network mode %q: want one of %s", s.Mode, strings.Join(Modes, ", "))
+	}
+	if s.NodeIP != "" {
+		ip := net.ParseIP(strings.TrimSpace(s.NodeIP))
+		if ip == nil || ip.To4() == nil || ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
+			return nil, fmt.Errorf("podnet: node IP %q: not a usable IPv4 address of this node", s.NodeIP)
+		}
+		s.nodeIP = ip.To4()
+		s.NodeIP = s.nodeIP.String()
+	}
+	if s.Mode == ModeVXLAN && s.nodeIP == nil {
+		return nil, fmt.Errorf("podnet: mode %s needs the node's address (NodeIP): it is the local end of the overlay", ModeVXLAN)
 	}
 	s.gateway = firstHost(s.podNet)
 	s.PodCIDR = s.podNet.String()
@@ -299,4 +350,25 @@ func confList(s *settings, withPortmap bool) ([]byte, error) {
 		list.Plugins = append(list.Plugins, portmap{Type: "portmap", Capabilities: map[string]bool{"portMappings": true}, SNAT: true})
 	}
 	return json.MarshalIndent(list, "", "  ")
+}
+
+// podMTU is the MTU of the bridge and the pods in mode, from the MTU the
+// Config sets (0: none) and the host's: the host's own in host-gw mode;
+// where the overlay may carry pod traffic (vxlan, auto), the host's less
+// what the overlay costs, so that a full-sized pod packet still fits once
+// encapsulated. A set MTU too big for the overlay is refused rather than
+// left to lose big packets.
+func podMTU(mode string, configured, host int) (int, error) {
+	overlay := host - vxlanOverhead
+	if configured == 0 {
+		if mode == ModeHostGW {
+			return host, nil
+		}
+		return overlay, nil
+	}
+	if mode != ModeHostGW && configured > overlay {
+		return 0, fmt.Errorf("podnet: MTU %d does not fit the VXLAN overlay that mode %s may use: at most %d (the host's %d less %d); leave MTU 0, or use mode %s",
+			configured, mode, overlay, host, vxlanOverhead, ModeHostGW)
+	}
+	return configured, nil
 }

@@ -61,6 +61,27 @@ func TestResolve(t *testing.T) {
 		{name: "bridge name with slash", cfg: Config{PodCIDR: "10.244.1.0/24", BridgeName: "br/0"}, wantErr: "not a valid interface name"},
 		{name: "MTU too small", cfg: Config{PodCIDR: "10.244.1.0/24", MTU: 100}, wantErr: "MTU 100 out of range"},
 		{name: "MTU negative", cfg: Config{PodCIDR: "10.244.1.0/24", MTU: -1}, wantErr: "out of range"},
+		{name: "mode auto by default", cfg: Config{PodCIDR: "10.244.1.0/24"},
+			check: func(t *testing.T, s *settings) {
+				if s.Mode != ModeAuto || s.nodeIP != nil || s.NodeIP != "" {
+					t.Errorf("mode %q node IP %v", s.Mode, s.nodeIP)
+				}
+			}},
+		{name: "mode host-gw", cfg: Config{PodCIDR: "10.244.1.0/24", Mode: "host-gw"}},
+		{name: "mode vxlan with a node IP", cfg: Config{PodCIDR: "10.244.1.0/24", Mode: "vxlan", NodeIP: " 192.168.56.11 "},
+			check: func(t *testing.T, s *settings) {
+				if s.Mode != ModeVXLAN || s.NodeIP != "192.168.56.11" || len(s.nodeIP) != 4 {
+					t.Errorf("mode %q node IP %q %v", s.Mode, s.NodeIP, s.nodeIP)
+				}
+			}},
+		{name: "mode auto with a node IP", cfg: Config{PodCIDR: "10.244.1.0/24", Mode: "auto", NodeIP: "10.0.0.1"}},
+		{name: "mode vxlan without a node IP", cfg: Config{PodCIDR: "10.244.1.0/24", Mode: "vxlan"}, wantErr: "mode vxlan needs the node's address (NodeIP)"},
+		{name: "unknown mode", cfg: Config{PodCIDR: "10.244.1.0/24", Mode: "overlay"}, wantErr: `pod network mode "overlay": want one of auto, host-gw, vxlan`},
+		{name: "mode in capitals", cfg: Config{PodCIDR: "10.244.1.0/24", Mode: "VXLAN", NodeIP: "10.0.0.1"}, wantErr: "want one of"},
+		{name: "node IP not an address", cfg: Config{PodCIDR: "10.244.1.0/24", NodeIP: "node1"}, wantErr: `node IP "node1": not a usable IPv4 address`},
+		{name: "node IP IPv6", cfg: Config{PodCIDR: "10.244.1.0/24", NodeIP: "fd00::1"}, wantErr: "not a usable IPv4 address"},
+		{name: "node IP unspecified", cfg: Config{PodCIDR: "10.244.1.0/24", NodeIP: "0.0.0.0"}, wantErr: "not a usable IPv4 address"},
+		{name: "node IP loopback", cfg: Config{PodCIDR: "10.244.1.0/24", NodeIP: "127.0.0.1"}, wantErr: "not a usable IPv4 address"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := resolve(tc.cfg)

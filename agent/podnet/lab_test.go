@@ -133,8 +133,15 @@ func (l *lab) network(cfg Config) *CNI {
 	if cfg.StateDir == "" {
 		cfg.StateDir = l.stateDir
 	}
+	return l.networkAt(l.host, cfg)
+}
+
+// networkAt starts a Network with cfg as it is in the namespace ns (a
+// second "host"), closed at cleanup.
+func (l *lab) networkAt(ns netns.NsHandle, cfg Config) *CNI {
+	l.t.Helper()
 	var n *CNI
-	err := inNetNS(l.host, func() error {
+	err := inNetNS(ns, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
 		var err error

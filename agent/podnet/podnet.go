@@ -1,16 +1,21 @@
 // Package podnet gives each pod of a node its own network namespace and one
 // IP from the node's pod subnet, wired with the standard CNI plugins
 // (bridge + host-local + portmap + loopback) through libcni, and
-// masquerades pod traffic leaving the cluster's pod network.
+// masquerades pod traffic leaving the cluster's pod network. SyncRoutes
+// connects the node's pods to those of the other nodes: by routes to their
+// pod subnets through their addresses (host-gw), or through a VXLAN
+// overlay (shoal.vxlan) to nodes on no network this one shares, as
+// Config.Mode says.
 //
 // Everything it makes is recorded under Config.StateDir, so that a new
 // instance (after an agent restart) finds the pods set up by an earlier
 // one, reports them with Status and List, and tears them down.
 //
 // The namespace an instance works in (its "host" namespace: the bridge,
-// the port mappings, the masquerade table, the sysctls) is the network
-// namespace of the OS thread that called New. In the agent that is the
-// process's namespace; tests create a throwaway one.
+// the port mappings, the masquerade table, the sysctls, the routes to
+// other nodes and the overlay's device) is the network namespace of the
+// OS thread that called New. In the agent that is the process's
+// namespace; tests create a throwaway one.
 package podnet
 
 import (
@@ -100,6 +105,7 @@ type CNI struct {
 	list   *libcni.NetworkConfigList // with portmap, for pods with host ports
 	plain  *libcni.NetworkConfigList // without
 	locks  keyedMutex
+	syncMu sync.Mutex // serialises SyncRoutes
 
 	mu     sync.RWMutex // held for reading by every operation, for writing by Close
 	closed bool
@@ -139,10 +145,11 @@ func New(ctx context.Context, cfg Config) (*CNI, error) {
 			hostNS.Close()
 		}
 	}()
-	if s.MTU == 0 {
-		if s.MTU, err = hostMTU(hostNS); err != nil {
-			return nil, err
-		}
+	if s.hostMTU, err = hostMTU(hostNS); err != nil {
+		return nil, err
+	}
+	if s.MTU, err = podMTU(s.Mode, s.MTU, s.hostMTU); err != nil {
+		return nil, err
 	}
 	for _, l := range []struct {
 		withPortmap bool
@@ -172,8 +179,10 @@ func New(ctx context.Context, cfg Config) (*CNI, error) {
 	return n, nil
 }
 
-// Close removes the masquerade table. Pods stay as they are: a new
-// instance on the same StateDir takes them over.
+// Close removes what the instance set up on the host for all pods: the
+// masquerade table, the routes to other nodes' pod subnets and the VXLAN
+// overlay's device. Pods stay as they are: a new instance on the same
+// StateDir takes them over (and its SyncRoutes puts the routes back).
 func (n *CNI) Close() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -182,6 +191,14 @@ func (n *CNI) Close() error {
 	}
 	n.closed = true
 	err := n.withNFT(removeMasq)
+	h, herr := netlink.NewHandleAt(n.hostNS)
+	if herr == nil {
+		herr = removeRoutes(h)
+		h.Close()
+	}
+	if herr != nil {
+		err = errors.Join(err, fmt.Errorf("podnet: remove the routes to other nodes' pods: %w", herr))
+	}
 	n.hostNS.Close()
 	return err
 }

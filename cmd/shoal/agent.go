@@ -12,9 +12,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shoalproj/shoal/agent"
+	"github.com/shoalproj/shoal/agent/podnet"
 	"github.com/shoalproj/shoal/api"
 	"github.com/shoalproj/shoal/api/client"
 	"github.com/shoalproj/shoal/cluster"
+	"github.com/shoalproj/shoal/lb"
 	"github.com/shoalproj/shoal/scheduler"
 )
 
@@ -23,6 +25,7 @@ func newAgentCommand() *cobra.Command {
 	var (
 		cfg              cluster.Config
 		pods             agent.PodsConfig
+		services         agent.ServicesConfig
 		logLevel         string
 		registryConfig   string
 		registryMirrors  []string
@@ -72,6 +75,7 @@ func newAgentCommand() *cobra.Command {
 				Cluster:          cfg,
 				ClientConfigPath: client.DefaultConfigPath(),
 				Pods:             pods,
+				Services:         services,
 				Reserved:         map[string]string{"cpu": reserveCPU, "memory": reserveMemory},
 				Logger:           log,
 				OnInit: func(joinLine string) {
@@ -102,6 +106,10 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&reserveMemory, "reserve-memory", "256Mi", "memory kept for the system: the node's allocatable memory is its capacity minus this")
 	f.BoolVar(&pods.Enabled, "run-pods", true, "run the pods the cluster binds to this node (containerd and the pod network start with the first one)")
 	f.BoolVar(&pods.Hollow, "hollow", false, "scale tests: run this node's pods on a hollow runtime (nothing runs: no containerd, no pod network, no root needed)")
+	f.StringVar(&services.Mode, "lb-mode", agent.LBModeNFTables, "how this node balances services: nftables (the kernel), userspace (a TCP/UDP proxy, for hosts without nftables) or none")
+	f.StringVar((*string)(&services.Balance), "lb-balance", string(lb.RoundRobin), "how a new connection picks a service endpoint: round-robin, random, or least-conn (userspace only)")
+	f.StringVar(&services.ClusterDomain, "cluster-domain", agent.DefaultClusterDomain, "the DNS domain of service names (NAME.NAMESPACE.svc.DOMAIN)")
+	f.StringVar(&pods.Network, "pod-network", podnet.ModeAuto, "how pods reach the pods of other nodes: auto (direct routes to nodes on a shared link, a VXLAN overlay on UDP 4789 to the others), host-gw or vxlan")
 	f.StringVar(&pods.ContainerdSocket, "containerd-socket", "/run/containerd/containerd.sock", "containerd's socket; when nothing answers there, the agent starts its own containerd")
 	f.StringVar(&registryConfig, "registry-config", "", "YAML file with registry mirrors, plain-HTTP registries and credentials")
 	f.StringArrayVar(&registryMirrors, "registry-mirror", nil, "REGISTRY=ENDPOINT: pull REGISTRY's images from ENDPOINT first (repeatable)")

@@ -33,6 +33,8 @@ type Options struct {
 	AgentArgs []string
 	// InitArgs are added to host 1's --init start only.
 	InitArgs []string
+	// HostArgs are added to host i's starts (1-based).
+	HostArgs map[int][]string
 }
 
 // Lab is a running multi-host cluster.
@@ -131,6 +133,7 @@ func New(t testing.TB, n int, opts Options) *Lab {
 		ClientConf:  clientConf,
 		AgentArgs:   opts.AgentArgs,
 		InitArgs:    opts.InitArgs,
+		HostArgs:    opts.HostArgs,
 		Logf:        t.Logf,
 	})
 	if err != nil {
@@ -189,6 +192,9 @@ func (l *Lab) Kill(i int) { l.t.Helper(); l.check(l.Lab.Kill(i)) }
 
 // KillHost kills host i's agent and its containerd with SIGKILL.
 func (l *Lab) KillHost(i int) { l.t.Helper(); l.check(l.Lab.KillHost(i)) }
+
+// PowerOff kills host i's agent and containerd and takes its link down.
+func (l *Lab) PowerOff(i int) { l.t.Helper(); l.check(l.Lab.PowerOff(i)) }
 
 // Restart kills host i's agent if it runs and starts it again from its
 // data directory alone.

@@ -158,6 +158,7 @@ func (z *zone) answer(req *dns.Msg) *dns.Msg {
 		return nil
 	}
 	m.SetReply(req)
+	m.Question[0].Name = asked // on the wire it is absolute already
 	m.Authoritative = true
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
 		// Services exist in class IN only; other classes here are a

@@ -141,6 +141,7 @@ func leaderMain(args []string) int {
 			Version: "schedbench", Registry: reg,
 		},
 		ClientConfigPath: clientConfig,
+		Services:         agent.ServicesConfig{Mode: agent.LBModeNone},
 		Logger:           log,
 		OnInit:           func(string) { fmt.Println("cluster created") },
 	})

@@ -74,7 +74,10 @@ func agentMain(args []string) int {
 	err := agent.Run(ctx, agent.Config{
 		Cluster:          cfg,
 		ClientConfigPath: client.DefaultConfigPath(),
-		Logger:           log,
+		// The benchmark writes Services on loopback in the machine's own
+		// network namespace: no virtual IPs there.
+		Services: agent.ServicesConfig{Mode: agent.LBModeNone},
+		Logger:   log,
 		OnInit: func(joinLine string) {
 			fmt.Printf("Cluster created. To add a node, run on it:\n\n    %s\n\n", joinLine)
 		},

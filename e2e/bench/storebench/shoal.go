@@ -88,7 +88,7 @@ func startShoal(ctx context.Context, ps *procs, o *options) (*shoalCluster, erro
 		} else {
 			a = []string{o.shoalBin, "agent"}
 		}
-		a = append(a, "--advertise-addr", n.ip, "--data-dir", n.dataDir, "--node-name", n.name,
+		a = append(a, "--lb-mode", "none", "--advertise-addr", n.ip, "--data-dir", n.dataDir, "--node-name", n.name,
 			"--api-port", strconv.Itoa(cluster.DefaultAPIPort),
 			"--gossip-port", strconv.Itoa(cluster.DefaultGossipPort),
 			"--raft-port", strconv.Itoa(cluster.DefaultRaftPort))
