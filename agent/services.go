@@ -223,7 +223,11 @@ func newDataplane(c *cluster.Cluster, cfg ServicesConfig, reg prometheus.Registe
 		if err != nil {
 			return nil, fmt.Errorf("service CIDR: %w", err)
 		}
-		return nft.New(nft.Config{ClusterCIDR: podNet, ServiceCIDR: svcNet, Balance: cfg.Balance, Logger: log, Registerer: reg})
+		// The node's own connections to VIPs leave from its advertised
+		// address, which every node's pods can answer.
+		host, _, _ := net.SplitHostPort(c.APIAddress())
+		nodeIP, _ := netip.ParseAddr(host)
+		return nft.New(nft.Config{ClusterCIDR: podNet, ServiceCIDR: svcNet, NodeIP: nodeIP, Balance: cfg.Balance, Logger: log, Registerer: reg})
 	case LBModeUserspace:
 		return proxy.New(proxy.Config{Balance: cfg.Balance, Link: LBLink, Logger: log, Registerer: reg})
 	}

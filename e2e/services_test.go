@@ -276,16 +276,19 @@ spec:
 `
 
 // TestServicesNFTables runs the services checks with the kernel dataplane
-// (the default), TestServicesUserspace with the userspace proxy on every
-// host.
-func TestServicesNFTables(t *testing.T) { testServices(t, "nftables") }
+// and the pod network's defaults (host-gw on the lab's one link);
+// TestServicesUserspace with the userspace proxy on every host and the
+// pods' traffic between hosts over the VXLAN overlay.
+func TestServicesNFTables(t *testing.T) { testServices(t, "--lb-mode", "nftables") }
 
-func TestServicesUserspace(t *testing.T) { testServices(t, "userspace") }
+func TestServicesUserspace(t *testing.T) {
+	testServices(t, "--lb-mode", "userspace", "--pod-network", "vxlan")
+}
 
-func testServices(t *testing.T, mode string) {
+func testServices(t *testing.T, agentArgs ...string) {
 	args := map[int][]string{}
 	for i := 1; i <= 3; i++ {
-		args[i] = []string{"--lb-mode", mode}
+		args[i] = agentArgs
 	}
 	l := newSchedLabOpts(t, runtimetest.ImageOptions{Files: map[string]string{"/bin/netprobe": string(netprobeBinary(t))}}, args)
 

@@ -5,7 +5,7 @@
 // resolv.conf's search path).
 //
 //	netprobe udp-echo PORT              answer each datagram with "HOSTNAME"
-//	netprobe http-serve PORT            answer every HTTP request with "HOSTNAME" (keep-alive)
+//	netprobe http-serve PORT...         answer every HTTP request with "HOSTNAME" (keep-alive)
 //	netprobe http-count N URL           N GETs, a new connection each; prints {"body": count, ...}
 //	netprobe udp-count N HOST:PORT      N datagrams, a new socket each; prints the same
 //	netprobe lookup NAME...             prints "NAME ADDR..." per name
@@ -33,7 +33,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: netprobe udp-echo PORT | http-serve PORT | http-count N URL | udp-count N ADDR | lookup NAME...")
+		return fmt.Errorf("usage: netprobe udp-echo PORT | http-serve PORT... | http-count N URL | udp-count N ADDR | lookup NAME...")
 	}
 	switch args[0] {
 	case "udp-echo":
@@ -42,15 +42,20 @@ func run(args []string) error {
 		}
 		return udpEcho(args[1])
 	case "http-serve":
-		if len(args) != 2 {
-			return fmt.Errorf("http-serve PORT")
+		if len(args) < 2 {
+			return fmt.Errorf("http-serve PORT...")
 		}
 		host, _ := os.Hostname()
 		body := []byte(host + "\n")
-		return http.ListenAndServe(":"+args[1], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			w.Write(body)
-		}))
+		})
+		errc := make(chan error, len(args)-1)
+		for _, port := range args[1:] {
+			go func() { errc <- http.ListenAndServe(":"+port, h) }()
+		}
+		return <-errc
 	case "http-count", "udp-count":
 		if len(args) != 3 {
 			return fmt.Errorf("%s N TARGET", args[0])

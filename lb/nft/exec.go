@@ -252,6 +252,10 @@ func (x *txn) exprs(r rule) ([]expr.Any, error) {
 			out = append(out,
 				&expr.Fib{Register: reg1, FlagDADDR: true, ResultADDRTYPE: true},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: native32(unix.RTN_LOCAL)})
+		case matchSaddrNotLocal:
+			out = append(out,
+				&expr.Fib{Register: reg1, FlagSADDR: true, ResultADDRTYPE: true},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: native32(unix.RTN_LOCAL)})
 		case matchMarkUnset:
 			out = append(out,
 				&expr.Meta{Key: expr.MetaKeyMARK, Register: reg1},

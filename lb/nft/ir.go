@@ -221,6 +221,14 @@ func (matchCtNew) String() string { return "ct state new" }
 
 type matchFibLocal struct{}
 
+// matchSaddrNotLocal: the packet does not come from an address of this
+// node (the node's own connections need no masquerade: the reply comes
+// back to it, and keeping their ports avoids clashes between the node's
+// fresh ports and the endpoint's TIME_WAIT sockets).
+type matchSaddrNotLocal struct{}
+
+func (matchSaddrNotLocal) String() string { return "fib saddr type != local" }
+
 func (matchFibLocal) String() string { return "fib daddr type local" }
 
 type matchMarkUnset struct{}

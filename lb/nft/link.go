@@ -41,7 +41,7 @@ const RouteProtocol netlink.RouteProtocol = 0x54
 // ensureLink makes the dummy link exist and be up, and the route for
 // cidr go through it. Cheap when all is in place, so Sync calls it each
 // time to repair what an administrator or another program removed.
-func ensureLink(h *netlink.Handle, cidr netip.Prefix) error {
+func ensureLink(h *netlink.Handle, cidr netip.Prefix, src netip.Addr) error {
 	link, err := h.LinkByName(LinkName)
 	var notFound netlink.LinkNotFoundError
 	switch {
@@ -66,6 +66,9 @@ func ensureLink(h *netlink.Handle, cidr netip.Prefix) error {
 		Dst:       dst,
 		Scope:     netlink.SCOPE_LINK,
 		Protocol:  RouteProtocol,
+	}
+	if src.Is4() {
+		r.Src = src.AsSlice()
 	}
 	if err := h.RouteReplace(r); err != nil {
 		return fmt.Errorf("route %s via %s: %w", p, LinkName, err)

@@ -73,6 +73,11 @@ type Config struct {
 	// ServiceCIDR is the range of the VIPs (e.g. 10.96.0.0/16), routed
 	// to the dummy link so that the node itself can reach them.
 	ServiceCIDR netip.Prefix
+	// NodeIP, when valid, is the source address of the node's own
+	// connections to VIPs (the service route's preferred source): an
+	// address every endpoint can answer, whatever other addresses the
+	// host has. It must be an address of the host.
+	NodeIP netip.Addr
 	// Balance is lb.RoundRobin (the default, numgen inc) or lb.Random
 	// (numgen random); anything else is an error.
 	Balance lb.Balance
@@ -94,6 +99,7 @@ type Dataplane struct {
 	table       string
 	rcfg        renderConfig
 	serviceCIDR netip.Prefix
+	nodeIP      netip.Addr
 	log         *slog.Logger
 	met         *metrics
 	reg         prometheus.Registerer
@@ -153,6 +159,7 @@ func New(cfg Config) (*Dataplane, error) {
 		table:       cfg.Table,
 		rcfg:        rcfg,
 		serviceCIDR: cfg.ServiceCIDR.Masked(),
+		nodeIP:      cfg.NodeIP,
 		log:         cfg.Logger.With("table", cfg.Table),
 		met:         met,
 		reg:         cfg.Registerer,
@@ -240,7 +247,7 @@ func (d *Dataplane) create() error {
 		}
 	}
 	d.applied = want
-	if err := ensureLink(d.nl, d.serviceCIDR); err != nil {
+	if err := ensureLink(d.nl, d.serviceCIDR, d.nodeIP); err != nil {
 		return errors.Join(err, d.deleteTable(ctx))
 	}
 	return nil
@@ -324,7 +331,7 @@ func (d *Dataplane) sync(ctx context.Context, services []lb.Service) (string, er
 			d.log.Debug("nft: stale UDP conntrack entries deleted", "entries", n)
 		}
 	}
-	if err := ensureLink(d.nl, d.serviceCIDR); err != nil {
+	if err := ensureLink(d.nl, d.serviceCIDR, d.nodeIP); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

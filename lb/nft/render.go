@@ -248,10 +248,12 @@ func renderPort(cfg renderConfig, d *desc, s *lb.Service, p lb.Port, id string, 
 	}
 	var svcRules []rule
 	if hasVIP {
-		// From outside the pod network (the node itself, another host):
-		// the endpoint's reply must come back through this node to be
-		// un-DNATed, so the source is rewritten to this node's.
-		svcRules = append(svcRules, rule{matchSaddrNotIn{cfg.clusterCIDR}, setMasqMark{}})
+		// From outside the pod network through this node (another host
+		// routing the VIP here): the endpoint's reply must come back
+		// through this node to be un-DNATed, so the source is rewritten to
+		// this node's. The node's own connections come from its address
+		// (the service route's source) and need not be.
+		svcRules = append(svcRules, rule{matchSaddrNotIn{cfg.clusterCIDR}, matchSaddrNotLocal{}, setMasqMark{}})
 	}
 	for _, ep := range eps {
 		// A pod reaching itself through the VIP would see a packet from
@@ -312,14 +314,14 @@ func renderPort(cfg renderConfig, d *desc, s *lb.Service, p lb.Port, id string, 
 	d.chains[svcName] = newChain(svcName, id, nil, svcRules...)
 
 	if p.NodePort != 0 {
-		// Node port traffic is always masqueraded (externalTrafficPolicy
-		// Cluster): the endpoint may be on another node, and its reply
-		// must come back through this one.
+		// Node port traffic from elsewhere is masqueraded
+		// (externalTrafficPolicy Cluster): the endpoint may be on another
+		// node, and its reply must come back through this one.
 		extName = "ext-" + h + "-" + hint
 		if err := claim(extName, id); err != nil {
 			return "", "", err
 		}
-		d.chains[extName] = newChain(extName, id, nil, rule{setMasqMark{}}, rule{verdict{verdictGoto, svcName}})
+		d.chains[extName] = newChain(extName, id, nil, rule{matchSaddrNotLocal{}, setMasqMark{}}, rule{verdict{verdictGoto, svcName}})
 	}
 	return svcName, extName, nil
 }

@@ -110,7 +110,7 @@ func TestRenderNewService(t *testing.T) {
 	if c == nil {
 		t.Fatalf("no chain %s; chains: %v", svc, keys(d.chains))
 	}
-	wantSvc := "ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x00004000\n" +
+	wantSvc := "ip saddr != 10.244.0.0/16 fib saddr type != local meta mark set meta mark | 0x00004000\n" +
 		"meta l4proto tcp dnat to numgen inc mod 3 map @" + epsMap + "\n"
 	if c.text != wantSvc {
 		t.Errorf("chain %s:\n%s\nwant:\n%s", svc, c.text, wantSvc)
@@ -118,7 +118,7 @@ func TestRenderNewService(t *testing.T) {
 	if c.owner != id {
 		t.Errorf("chain %s owned by %q, want %q", svc, c.owner, id)
 	}
-	wantExt := "meta mark set meta mark | 0x00004000\ngoto " + svc + "\n"
+	wantExt := "fib saddr type != local meta mark set meta mark | 0x00004000\ngoto " + svc + "\n"
 	if c := d.chains[ext]; c == nil || c.text != wantExt {
 		t.Errorf("chain %s = %+v, want:\n%s", ext, c, wantExt)
 	}
