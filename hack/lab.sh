@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's quick start: a 3-host lab cluster on this machine (network
 # namespaces shoal-lab-1..3, each with its own agent and containerd), the
-# example Deployment and Service applied, and each of its pods answering.
+# example Deployment and Service applied, each of its pods answering, and
+# the Service's virtual IP answering on every host.
 # `hack/lab.sh down` (or `bin/shoal lab down`) removes every trace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,18 @@ echo "+ shoal get endpoints web"
 for ip in $("$BIN" get pods -l app=web -o wide | awk 'NR > 1 { print $6 }'); do
 	printf '+ wget -qO- http://%s:8080/   ' "$ip"
 	busybox wget -qO- "http://$ip:8080/"
+done
+echo
+echo "+ shoal get svc web"
+"$BIN" get svc web
+# The Service's virtual IP answers on every host, balanced over the pods
+# on all of them (nftables in each host's namespace).
+vip=$("$BIN" get svc web | awk 'NR == 2 { print $3 }')
+for host in 1 2 3; do
+	for _ in 1 2 3; do
+		printf '+ (on shoal-lab-%s) wget -qO- http://%s/   ' "$host" "$vip"
+		nsenter --net=/run/netns/shoal-lab-$host busybox wget -qO- "http://$vip/"
+	done
 done
 echo
 echo "The lab stays up: export SHOAL_CONFIG=~/.shoal/lab.config and use bin/shoal."
