@@ -23,15 +23,17 @@ import (
 const LinkName = "shoal-lb0"
 
 // The link types tried, in order. Kernels built without CONFIG_DUMMY
-// (this project's lab kernel among them) get an ifb instead: like a dummy
-// it has no address and drops what it is given to send (ifb only passes
-// on packets redirected to it by tc), which is all the route needs.
+// (this project's lab kernel among them) get a bridge without ports
+// instead: like a dummy it needs no address and forwards nothing, which
+// is all the route needs (a route through a link without carrier is still
+// used). Not ifb: loading its module makes ifb0 and ifb1 in the host's
+// first namespace, whatever namespace asked.
 const (
-	kindDummy = "dummy"
-	kindIfb   = "ifb"
+	kindDummy  = "dummy"
+	kindBridge = "bridge"
 )
 
-func ourKind(kind string) bool { return kind == kindDummy || kind == kindIfb }
+func ourKind(kind string) bool { return kind == kindDummy || kind == kindBridge }
 
 // RouteProtocol marks the service CIDR route as the load balancer's
 // (rtm_protocol): not 0x53, which the pod network's route sync owns and
@@ -80,10 +82,10 @@ func ensureLink(h *netlink.Handle, cidr netip.Prefix, src netip.Addr) error {
 func addLink(h *netlink.Handle) (netlink.Link, error) {
 	attrs := netlink.LinkAttrs{Name: LinkName}
 	var errs []error
-	for _, kind := range []string{kindDummy, kindIfb} {
+	for _, kind := range []string{kindDummy, kindBridge} {
 		var l netlink.Link = &netlink.Dummy{LinkAttrs: attrs}
-		if kind == kindIfb {
-			l = &netlink.Ifb{LinkAttrs: attrs}
+		if kind == kindBridge {
+			l = &netlink.Bridge{LinkAttrs: attrs}
 		}
 		err := h.LinkAdd(l)
 		if err == nil {

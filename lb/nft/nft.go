@@ -10,9 +10,10 @@
 //     @service-nodeports;
 //   - one chain per service port (svc-<hash>-<ns>/<name>/<proto>/<port>)
 //     that marks for masquerade what comes from outside the pod network
-//     and DNATs to "numgen inc (or random) mod N map @eps-…", the port's
-//     endpoints by index; node port traffic enters through ext-<hash>-…,
-//     which always marks;
+//     through this node (not the node's own connections: fib saddr type
+//     local) and DNATs to "numgen inc (or random) mod N map @eps-…", the
+//     port's endpoints by index; node port traffic enters through
+//     ext-<hash>-…, which marks all but the node's own;
 //   - for ClientIP affinity only, kube-proxy's layout: per-endpoint sets
 //     (aff-<hash>-<timeout>) checked first, then "numgen … vmap @epc-…"
 //     to one chain per endpoint (ep-<hash>-<ip>/<port>) that refreshes

@@ -653,7 +653,7 @@ func TestNewReplacesStaleTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := handleAt(t, ns)
-	if err := h.LinkAdd(&netlink.Ifb{LinkAttrs: netlink.LinkAttrs{Name: LinkName}}); err != nil {
+	if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: LinkName}}); err != nil {
 		t.Fatal(err)
 	}
 
