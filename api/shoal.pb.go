@@ -47,8 +47,11 @@ type ObjectMeta struct {
 	CreationTimestamp string            `protobuf:"bytes,8,opt,name=creation_timestamp,json=creationTimestamp,proto3" json:"creation_timestamp,omitempty"`
 	DeletionTimestamp string            `protobuf:"bytes,9,opt,name=deletion_timestamp,json=deletionTimestamp,proto3" json:"deletion_timestamp,omitempty"`
 	OwnerReferences   []*OwnerReference `protobuf:"bytes,10,rep,name=owner_references,json=ownerReferences,proto3" json:"owner_references,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Set with deletionTimestamp on a pod being deleted gracefully: how long
+	// its containers get between SIGTERM and SIGKILL.
+	DeletionGracePeriodSeconds *int64 `protobuf:"varint,11,opt,name=deletion_grace_period_seconds,json=deletionGracePeriodSeconds,proto3,oneof" json:"deletion_grace_period_seconds,omitempty"`
+	unknownFields              protoimpl.UnknownFields
+	sizeCache                  protoimpl.SizeCache
 }
 
 func (x *ObjectMeta) Reset() {
@@ -149,6 +152,13 @@ func (x *ObjectMeta) GetOwnerReferences() []*OwnerReference {
 		return x.OwnerReferences
 	}
 	return nil
+}
+
+func (x *ObjectMeta) GetDeletionGracePeriodSeconds() int64 {
+	if x != nil && x.DeletionGracePeriodSeconds != nil {
+		return *x.DeletionGracePeriodSeconds
+	}
+	return 0
 }
 
 type OwnerReference struct {
@@ -5013,8 +5023,13 @@ type DeleteRequest struct {
 	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// Precondition: delete only if the object is still at this version.
 	ResourceVersion string `protobuf:"bytes,4,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// For a pod running on a node: unset deletes it gracefully (it turns
+	// Terminating, leaves its Services' endpoints, then its node stops it
+	// with the pod's terminationGracePeriodSeconds and removes it); a number
+	// is the grace to use instead; 0 removes it at once (--force).
+	GracePeriodSeconds *int64 `protobuf:"varint,5,opt,name=grace_period_seconds,json=gracePeriodSeconds,proto3,oneof" json:"grace_period_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *DeleteRequest) Reset() {
@@ -5073,6 +5088,13 @@ func (x *DeleteRequest) GetResourceVersion() string {
 		return x.ResourceVersion
 	}
 	return ""
+}
+
+func (x *DeleteRequest) GetGracePeriodSeconds() int64 {
+	if x != nil && x.GracePeriodSeconds != nil {
+		return *x.GracePeriodSeconds
+	}
+	return 0
 }
 
 type DeleteResponse struct {
@@ -6104,7 +6126,7 @@ var File_shoal_proto protoreflect.FileDescriptor
 
 const file_shoal_proto_rawDesc = "" +
 	"\n" +
-	"\vshoal.proto\x12\bshoal.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xbc\x04\n" +
+	"\vshoal.proto\x12\bshoal.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xa6\x05\n" +
 	"\n" +
 	"ObjectMeta\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
@@ -6119,13 +6141,15 @@ const file_shoal_proto_rawDesc = "" +
 	"\x12creation_timestamp\x18\b \x01(\tR\x11creationTimestamp\x12-\n" +
 	"\x12deletion_timestamp\x18\t \x01(\tR\x11deletionTimestamp\x12C\n" +
 	"\x10owner_references\x18\n" +
-	" \x03(\v2\x18.shoal.v1.OwnerReferenceR\x0fownerReferences\x1a9\n" +
+	" \x03(\v2\x18.shoal.v1.OwnerReferenceR\x0fownerReferences\x12F\n" +
+	"\x1ddeletion_grace_period_seconds\x18\v \x01(\x03H\x00R\x1adeletionGracePeriodSeconds\x88\x01\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B \n" +
+	"\x1e_deletion_grace_period_seconds\"\x8b\x01\n" +
 	"\x0eOwnerReference\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
@@ -6556,12 +6580,14 @@ const file_shoal_proto_rawDesc = "" +
 	"\tnode_name\x18\x05 \x01(\tR\bnodeName\"a\n" +
 	"\fListResponse\x12&\n" +
 	"\x05items\x18\x01 \x03(\v2\x10.shoal.v1.ObjectR\x05items\x12)\n" +
-	"\x10resource_version\x18\x02 \x01(\tR\x0fresourceVersion\"\x80\x01\n" +
+	"\x10resource_version\x18\x02 \x01(\tR\x0fresourceVersion\"\xd0\x01\n" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12)\n" +
-	"\x10resource_version\x18\x04 \x01(\tR\x0fresourceVersion\":\n" +
+	"\x10resource_version\x18\x04 \x01(\tR\x0fresourceVersion\x125\n" +
+	"\x14grace_period_seconds\x18\x05 \x01(\x03H\x00R\x12gracePeriodSeconds\x88\x01\x01B\x17\n" +
+	"\x15_grace_period_seconds\":\n" +
 	"\x0eDeleteResponse\x12(\n" +
 	"\x06object\x18\x01 \x01(\v2\x10.shoal.v1.ObjectR\x06object\"\x88\x01\n" +
 	"\fWatchRequest\x12\x12\n" +
@@ -6905,6 +6931,7 @@ func file_shoal_proto_init() {
 	if File_shoal_proto != nil {
 		return
 	}
+	file_shoal_proto_msgTypes[0].OneofWrappers = []any{}
 	file_shoal_proto_msgTypes[7].OneofWrappers = []any{}
 	file_shoal_proto_msgTypes[30].OneofWrappers = []any{}
 	file_shoal_proto_msgTypes[40].OneofWrappers = []any{}
@@ -6919,6 +6946,7 @@ func file_shoal_proto_init() {
 		(*Object_ControllerRevision)(nil),
 		(*Object_Event)(nil),
 	}
+	file_shoal_proto_msgTypes[71].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

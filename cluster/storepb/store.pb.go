@@ -203,7 +203,12 @@ type Op struct {
 	StatusOnly bool `protobuf:"varint,8,opt,name=status_only,json=statusOnly,proto3" json:"status_only,omitempty"`
 	// The uid to give the object if this PUT creates it (chosen by the
 	// proposer so that every replica agrees).
-	NewUid        string `protobuf:"bytes,9,opt,name=new_uid,json=newUid,proto3" json:"new_uid,omitempty"`
+	NewUid string `protobuf:"bytes,9,opt,name=new_uid,json=newUid,proto3" json:"new_uid,omitempty"`
+	// DELETE of a pod bound to a node: mark it terminating (deletionTimestamp
+	// and the grace) instead of removing it, unless it already is.
+	Graceful bool `protobuf:"varint,10,opt,name=graceful,proto3" json:"graceful,omitempty"`
+	// The grace for a graceful delete; -1: the pod's own.
+	GraceSeconds  int64 `protobuf:"varint,11,opt,name=grace_seconds,json=graceSeconds,proto3" json:"grace_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -299,6 +304,20 @@ func (x *Op) GetNewUid() string {
 		return x.NewUid
 	}
 	return ""
+}
+
+func (x *Op) GetGraceful() bool {
+	if x != nil {
+		return x.Graceful
+	}
+	return false
+}
+
+func (x *Op) GetGraceSeconds() int64 {
+	if x != nil {
+		return x.GraceSeconds
+	}
+	return 0
 }
 
 // TxnResult is what the FSM returns for one Txn.
@@ -595,7 +614,7 @@ const file_store_proto_rawDesc = "" +
 	"\x0etime_unix_nano\x18\x02 \x01(\x03R\ftimeUnixNano\x12?\n" +
 	"\vset_secrets\x18\x03 \x01(\v2\x1e.shoal.store.v1.ClusterSecretsR\n" +
 	"setSecrets\x12B\n" +
-	"\fset_settings\x18\x04 \x01(\v2\x1f.shoal.store.v1.ClusterSettingsR\vsetSettings\"\xc4\x02\n" +
+	"\fset_settings\x18\x04 \x01(\v2\x1f.shoal.store.v1.ClusterSettingsR\vsetSettings\"\x85\x03\n" +
 	"\x02Op\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.shoal.store.v1.Op.TypeR\x04type\x12(\n" +
 	"\x06object\x18\x02 \x01(\v2\x10.shoal.v1.ObjectR\x06object\x12\x12\n" +
@@ -607,7 +626,10 @@ const file_store_proto_rawDesc = "" +
 	"createOnly\x12\x1f\n" +
 	"\vstatus_only\x18\b \x01(\bR\n" +
 	"statusOnly\x12\x17\n" +
-	"\anew_uid\x18\t \x01(\tR\x06newUid\"\x1b\n" +
+	"\anew_uid\x18\t \x01(\tR\x06newUid\x12\x1a\n" +
+	"\bgraceful\x18\n" +
+	" \x01(\bR\bgraceful\x12#\n" +
+	"\rgrace_seconds\x18\v \x01(\x03R\fgraceSeconds\"\x1b\n" +
 	"\x04Type\x12\a\n" +
 	"\x03PUT\x10\x00\x12\n" +
 	"\n" +
