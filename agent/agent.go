@@ -75,9 +75,12 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Warn("node info not reported", "err", err)
 		}
 	}()
+	var endpointsHave func(ip string) bool
 	if cfg.Services.Mode != LBModeNone {
+		set := newServiceSet()
+		endpointsHave = set.hasAddress
 		go func() {
-			if err := runServices(ctx, c, cfg.Services, cfg.Cluster.Registry, log.With("component", "services")); err != nil && ctx.Err() == nil {
+			if err := runServices(ctx, c, cfg.Services, set, cfg.Cluster.Registry, log.With("component", "services")); err != nil && ctx.Err() == nil {
 				log.Error("services stopped", "err", err)
 			}
 		}()
@@ -87,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 		c.SetPodIO(svc)
 		go func() {
 			for ctx.Err() == nil {
-				err := runPods(ctx, c, cfg.Pods, svc, cfg.Cluster.DataDir, log)
+				err := runPods(ctx, c, cfg.Pods, svc, endpointsHave, cfg.Cluster.DataDir, log)
 				if ctx.Err() != nil {
 					return
 				}

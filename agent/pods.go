@@ -30,6 +30,11 @@ type podManager struct {
 	node    string
 	hostIP  string
 	dataDir string // pods' logs and emptyDir volumes live under it
+	// endpointsHave, when set, says whether an address is a ready
+	// endpoint of some Service, as this node's load balancer sees it:
+	// a terminating pod is stopped once it is not (terminate.go).
+	endpointsHave func(ip string) bool
+	terminating   map[string]*terminationState // by pod UID; under mu
 	// resolvConf, when set, is the resolv.conf of a pod in a namespace
 	// (the node's DNS server for service names); nil keeps the image's.
 	resolvConf func(namespace string) []byte
@@ -84,17 +89,18 @@ type pullState struct {
 func newPodManager(node, hostIP, dataDir string, rt runtime.Runtime, net podnet.Network, client api.ShoalClient, log *slog.Logger) *podManager {
 	return &podManager{
 		node: node, hostIP: hostIP, dataDir: dataDir, rt: rt, net: net, api: client, log: log,
-		desired:  map[string]*api.Pod{},
-		busy:     map[string]bool{},
-		doneAt:   map[string]time.Time{},
-		status:   map[string]*api.Pod{},
-		reported: map[string]*api.PodStatus{},
-		pulls:    map[string]*pullState{},
-		trigger:  make(chan struct{}, 1),
-		flushReq: make(chan struct{}, 1),
-		probers:  map[string]*proberHandle{},
-		ready:    map[string]bool{},
-		http:     newProbeHTTPClient(),
+		desired:     map[string]*api.Pod{},
+		busy:        map[string]bool{},
+		doneAt:      map[string]time.Time{},
+		status:      map[string]*api.Pod{},
+		reported:    map[string]*api.PodStatus{},
+		pulls:       map[string]*pullState{},
+		trigger:     make(chan struct{}, 1),
+		flushReq:    make(chan struct{}, 1),
+		probers:     map[string]*proberHandle{},
+		ready:       map[string]bool{},
+		terminating: map[string]*terminationState{},
+		http:        newProbeHTTPClient(),
 	}
 }
 
@@ -251,9 +257,12 @@ func (m *podManager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
 				m.doneAt[uid] = time.Now()
 				m.mu.Unlock()
 			}()
-			if pod != nil {
+			switch {
+			case pod != nil && pod.GetMetadata().GetDeletionTimestamp() != "":
+				m.terminatePod(ctx, pod, containers)
+			case pod != nil:
 				m.syncPod(ctx, pod, containers)
-			} else {
+			default:
 				m.cleanPod(ctx, uid, containers)
 			}
 		}()
@@ -274,6 +283,11 @@ func (m *podManager) reconcile(ctx context.Context, wg *sync.WaitGroup) {
 	for uid := range m.reported {
 		if _, ok := m.desired[uid]; !ok {
 			delete(m.reported, uid)
+		}
+	}
+	for uid := range m.terminating {
+		if _, ok := m.desired[uid]; !ok {
+			delete(m.terminating, uid)
 		}
 	}
 	for uid := range m.doneAt {
@@ -525,15 +539,26 @@ func (m *podManager) flushStatus(ctx context.Context) {
 
 // cleanPod stops and removes what is left of a pod no longer bound here.
 func (m *podManager) cleanPod(ctx context.Context, uid string, containers []runtime.ContainerStatus) {
+	m.cleanPodWithGrace(ctx, uid, containers, -1)
+}
+
+// cleanPodWithGrace stops and removes a pod's containers, with grace
+// between SIGTERM and SIGKILL (negative: the grace each container was
+// created with), then its network and files; false when something is
+// left for the next round.
+func (m *podManager) cleanPodWithGrace(ctx context.Context, uid string, containers []runtime.ContainerStatus, podGrace time.Duration) bool {
 	// All containers at once: a pod takes one grace period to stop, not
 	// one per container.
 	errs := make(chan error, len(containers))
 	for _, c := range containers {
 		go func() {
 			if c.State == runtime.StateRunning {
-				grace := 30 * time.Second
-				if s, err := strconv.Atoi(c.Labels[LabelGrace]); err == nil {
-					grace = time.Duration(s) * time.Second
+				grace := podGrace
+				if grace < 0 {
+					grace = 30 * time.Second
+					if s, err := strconv.Atoi(c.Labels[LabelGrace]); err == nil {
+						grace = time.Duration(s) * time.Second
+					}
 				}
 				if err := m.rt.Stop(ctx, c.ID, grace); err != nil && !runtime.IsNotFound(err) {
 					errs <- fmt.Errorf("stop container %s: %w", c.ID, err)
@@ -555,11 +580,11 @@ func (m *podManager) cleanPod(ctx context.Context, uid string, containers []runt
 		}
 	}
 	if failed {
-		return // again on the next round
+		return false // again on the next round
 	}
 	if err := m.net.Teardown(ctx, podnet.PodRef{UID: uid}); err != nil {
 		m.log.Warn("pod network teardown", "pod", uid, "err", err)
-		return
+		return false
 	}
 	if err := os.RemoveAll(m.podDir(uid)); err != nil {
 		m.log.Warn("remove pod directory", "pod", uid, "err", err)
@@ -579,6 +604,7 @@ func (m *podManager) cleanPod(ctx context.Context, uid string, containers []runt
 	}
 	m.mu.Unlock()
 	m.log.Info("pod cleaned up", "uid", uid)
+	return true
 }
 
 func hostPorts(pod *api.Pod) []podnet.PortMapping {

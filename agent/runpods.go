@@ -45,7 +45,7 @@ type PodsConfig struct {
 // (a pod bound to it, or pods left from before a restart), so that a node
 // that only takes part in the control plane starts no containerd and
 // changes nothing in the host's network.
-func runPods(ctx context.Context, c *cluster.Cluster, cfg PodsConfig, svc *podsService, dataDir string, log *slog.Logger) error {
+func runPods(ctx context.Context, c *cluster.Cluster, cfg PodsConfig, svc *podsService, endpointsHave func(ip string) bool, dataDir string, log *slog.Logger) error {
 	if cfg.Hollow {
 		return runHollowPods(ctx, c, svc, dataDir, log)
 	}
@@ -106,6 +106,7 @@ wait:
 	}()
 	defer func() { stopRoutes(); <-routesDone }()
 	m := newPodManager(node, host, dataDir, rt, network, client, log.With("component", "pods"))
+	m.endpointsHave = endpointsHave
 	if cfg.ClusterDomain != "" {
 		nameserver, err := DNSAddress(podCIDR)
 		if err != nil {

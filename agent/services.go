@@ -109,6 +109,29 @@ func (s *serviceSet) set(kind string, objs map[string]api.Resource) {
 	}
 }
 
+func newServiceSet() *serviceSet { return &serviceSet{changed: make(chan struct{}, 1)} }
+
+// hasAddress says whether ip is a ready endpoint of some Service, in the
+// newest Endpoints seen.
+func (s *serviceSet) hasAddress(ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.endpoints {
+		e, ok := r.(*api.Endpoints)
+		if !ok {
+			continue
+		}
+		for _, sub := range e.GetSubsets() {
+			for _, a := range sub.GetAddresses() {
+				if a.GetIp() == ip {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // build is what the dataplanes program, once both kinds were listed.
 func (s *serviceSet) build() ([]lb.Service, bool) {
 	s.mu.Lock()
@@ -137,12 +160,11 @@ func (s *serviceSet) build() ([]lb.Service, bool) {
 // of a cluster without services changes nothing. Rules stay in place when
 // the agent stops, so that service traffic flows while it restarts; the
 // next start takes them over.
-func runServices(ctx context.Context, c *cluster.Cluster, cfg ServicesConfig, reg prometheus.Registerer, log *slog.Logger) error {
+func runServices(ctx context.Context, c *cluster.Cluster, cfg ServicesConfig, set *serviceSet, reg prometheus.Registerer, log *slog.Logger) error {
 	client, err := c.SelfClient()
 	if err != nil {
 		return err
 	}
-	set := &serviceSet{changed: make(chan struct{}, 1)}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	mctx, stop := context.WithCancel(ctx)

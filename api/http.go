@@ -247,12 +247,20 @@ func (h *httpAPI) apply(w http.ResponseWriter, r *http.Request) {
 		httpWriteError(w, r, err)
 		return
 	}
+	tooLarge := func(size string) {
+		httpWriteError(w, r, &HTTPError{Kind: "Status", Code: http.StatusRequestEntityTooLarge, Reason: "RequestEntityTooLarge",
+			Message: fmt.Sprintf("request body too large: %s %s sent %s, the limit is %d MiB (%d bytes); split the manifest", r.Method, r.URL.Path, size, MaxRequestBody>>20, MaxRequestBody)})
+	}
+	if r.ContentLength > MaxRequestBody {
+		// Refused before reading a byte of it.
+		tooLarge(fmt.Sprintf("%d bytes", r.ContentLength))
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBody))
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			httpWriteError(w, r, &HTTPError{Kind: "Status", Code: http.StatusRequestEntityTooLarge, Reason: "RequestEntityTooLarge",
-				Message: fmt.Sprintf("request body too large: the limit is %d MiB", MaxRequestBody>>20)})
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			tooLarge(fmt.Sprintf("more than %d bytes", mbe.Limit))
 			return
 		}
 		httpWriteError(w, r, httpBadRequest("read request body: %v", err))
@@ -356,14 +364,24 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request, k KindInfo, ns, na
 	h.writeObject(w, r, obj)
 }
 
-// delete: DELETE on an object, with an optional resourceVersion precondition.
+// delete: DELETE on an object, with an optional resourceVersion
+// precondition and, for pods, gracePeriodSeconds (0: at once).
 func (h *httpAPI) delete(w http.ResponseWriter, r *http.Request, k KindInfo, ns, name string) {
-	resp, err := h.s.Delete(r.Context(), &DeleteRequest{
+	req := &DeleteRequest{
 		Kind:            k.Kind,
 		Namespace:       ns,
 		Name:            name,
 		ResourceVersion: r.URL.Query().Get("resourceVersion"),
-	})
+	}
+	if v := r.URL.Query().Get("gracePeriodSeconds"); v != "" {
+		g, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || g < 0 {
+			httpWriteError(w, r, status.Errorf(codes.InvalidArgument, "gracePeriodSeconds: want a number of seconds, 0 or more, got %q", v))
+			return
+		}
+		req.GracePeriodSeconds = &g
+	}
+	resp, err := h.s.Delete(r.Context(), req)
 	if err != nil {
 		httpWriteError(w, r, err)
 		return

@@ -70,7 +70,7 @@ func (s controllerStore) Write(ctx context.Context, ops []scheduler.Op) ([]error
 func storeOp(op scheduler.Op) *storepb.Op {
 	if op.Delete != nil {
 		return &storepb.Op{Type: storepb.Op_DELETE, Kind: op.Delete.Kind, Namespace: op.Delete.Namespace,
-			Name: op.Delete.Name, ResourceVersion: op.ResourceVersion}
+			Name: op.Delete.Name, ResourceVersion: op.ResourceVersion, Graceful: op.Graceful, GraceSeconds: -1}
 	}
 	out := &storepb.Op{Type: storepb.Op_PUT, Object: api.Wrap(op.Put), ResourceVersion: op.ResourceVersion,
 		CreateOnly: op.Create, StatusOnly: op.StatusOnly}

@@ -365,10 +365,22 @@ func (s *apiServer) Delete(ctx context.Context, req *api.DeleteRequest) (*api.De
 	if req.Name == "" {
 		return nil, status.Error(codes.InvalidArgument, "name required")
 	}
-	txn := &storepb.Txn{TimeUnixNano: time.Now().UnixNano(), Ops: []*storepb.Op{{
+	if g := req.GracePeriodSeconds; g != nil && *g < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "gracePeriodSeconds: must be 0 or more, got %d", *g)
+	}
+	op := &storepb.Op{
 		Type: storepb.Op_DELETE, Kind: k.Kind, Namespace: namespaceFor(k, req.Namespace), Name: req.Name,
 		ResourceVersion: req.ResourceVersion,
-	}}}
+	}
+	// A pod on a node is stopped by that node before it goes (unless the
+	// caller forces it with a grace of 0).
+	if k.Kind == "Pod" && (req.GracePeriodSeconds == nil || *req.GracePeriodSeconds > 0) {
+		op.Graceful, op.GraceSeconds = true, -1
+		if req.GracePeriodSeconds != nil {
+			op.GraceSeconds = *req.GracePeriodSeconds
+		}
+	}
+	txn := &storepb.Txn{TimeUnixNano: time.Now().UnixNano(), Ops: []*storepb.Op{op}}
 	var out *api.DeleteResponse
 	err = s.c.onLeader(ctx, "Delete", func(ctx context.Context) error {
 		objs, err := s.c.write(ctx, txn)
@@ -485,9 +497,13 @@ func (s *apiServer) Token(ctx context.Context, req *api.TokenRequest) (*api.Toke
 			if err != nil {
 				return err
 			}
-			next := proto.Clone(sec).(*storepb.ClusterSecrets)
-			next.JoinSecret = secret
-			if _, err := s.c.write(ctx, &storepb.Txn{SetSecrets: next, TimeUnixNano: time.Now().UnixNano()}); err != nil {
+			// Through updateSecrets: a node revoked at the same moment
+			// stays revoked.
+			next, err := s.c.updateSecrets(ctx, func(next *storepb.ClusterSecrets) bool {
+				next.JoinSecret = secret
+				return true
+			})
+			if err != nil {
 				return err
 			}
 			s.c.log.Info("join token rotated")

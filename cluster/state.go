@@ -318,6 +318,17 @@ func applyOp(txn *memdb.Txn, settings *storepb.ClusterSettings, index uint64, no
 		if op.ResourceVersion != "" && op.ResourceVersion != cur.GetMetadata().GetResourceVersion() {
 			return nil, nil, conflictError(op.Kind, key, op.ResourceVersion, cur)
 		}
+		if pod, ok := cur.(*api.Pod); ok && op.Graceful && runsOnNode(pod) {
+			next := terminating(pod, op.GraceSeconds, now)
+			if next == nil { // already terminating, no shorter grace
+				return cur, nil, nil
+			}
+			next.Metadata.ResourceVersion = rv
+			if err := txn.Insert(op.Kind, &record{Key: key, NodeName: nodeNameOf(next), Obj: next}); err != nil {
+				return nil, nil, status.Errorf(codes.Internal, "delete %s %s: %v", op.Kind, key, err)
+			}
+			return next, &Event{Type: "MODIFIED", Index: index, Object: next}, nil
+		}
 		if err := txn.Delete(op.Kind, raw); err != nil {
 			return nil, nil, status.Errorf(codes.Internal, "delete %s %s: %v", op.Kind, key, err)
 		}
@@ -402,6 +413,7 @@ func mergeObject(cur, in api.Resource, op *storepb.Op, now time.Time) (api.Resou
 		m.Generation = 1
 		m.CreationTimestamp = now.Format(time.RFC3339)
 		m.DeletionTimestamp = ""
+		m.DeletionGracePeriodSeconds = nil
 		clearTypeMeta(next)
 		return next, "ADDED", nil
 	}
@@ -417,6 +429,7 @@ func mergeObject(cur, in api.Resource, op *storepb.Op, now time.Time) (api.Resou
 		m.Uid = cm.Uid
 		m.CreationTimestamp = cm.CreationTimestamp
 		m.DeletionTimestamp = cm.DeletionTimestamp
+		m.DeletionGracePeriodSeconds = cm.DeletionGracePeriodSeconds
 		m.Generation = cm.Generation
 		if !proto.Equal(specOf(next), specOf(cur)) {
 			m.Generation++
@@ -428,6 +441,41 @@ func mergeObject(cur, in api.Resource, op *storepb.Op, now time.Time) (api.Resou
 		return nil, "", nil
 	}
 	return next, "MODIFIED", nil
+}
+
+// runsOnNode: a pod whose containers a node may be running, which that
+// node's agent must stop before the pod goes.
+func runsOnNode(p *api.Pod) bool {
+	if p.GetSpec().GetNodeName() == "" {
+		return false
+	}
+	switch p.GetStatus().GetPhase() {
+	case "Succeeded", "Failed":
+		return false
+	}
+	return true
+}
+
+// terminating is p marked for graceful deletion at now, with grace
+// seconds (negative: the pod's terminationGracePeriodSeconds); nil when
+// p is already terminating with a grace no longer than that.
+func terminating(p *api.Pod, grace int64, now time.Time) *api.Pod {
+	if grace < 0 {
+		grace = api.DefaultTerminationGracePeriodSeconds
+		if g := p.GetSpec().TerminationGracePeriodSeconds; g != nil {
+			grace = int64(*g)
+		}
+	}
+	m := p.GetMetadata()
+	if m.GetDeletionTimestamp() != "" && m.DeletionGracePeriodSeconds != nil && *m.DeletionGracePeriodSeconds <= grace {
+		return nil
+	}
+	next := proto.Clone(p).(*api.Pod)
+	if next.Metadata.DeletionTimestamp == "" {
+		next.Metadata.DeletionTimestamp = now.Format(time.RFC3339)
+	}
+	next.Metadata.DeletionGracePeriodSeconds = &grace
+	return next
 }
 
 // keepBinding keeps a pod on the node it is bound to when a spec write

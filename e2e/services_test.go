@@ -481,6 +481,65 @@ subsets:
 		}
 	})
 
+	t.Run("RollingUpdateUnderLoad", func(t *testing.T) {
+		// Requests through the VIP from two hosts, a new connection each,
+		// while every pod is replaced: none may fail (new pods get traffic
+		// once ready; old ones leave the endpoints everywhere before their
+		// SIGTERM).
+		type result struct {
+			n     int
+			fails []string
+		}
+		stop := make(chan struct{})
+		results := make(chan result, 2)
+		for _, host := range []int{1, 3} {
+			go func() {
+				var r result
+				deadline := time.Now().Add(3 * time.Minute)
+				for time.Now().Before(deadline) {
+					select {
+					case <-stop:
+						results <- r
+						return
+					default:
+					}
+					r.n++
+					if _, err := l.httpVia(context.Background(), host, vip); err != nil {
+						r.fails = append(r.fails, fmt.Sprintf("%s from lab-%d: %v", time.Now().Format("15:04:05.000"), host, err))
+					}
+				}
+				results <- r
+			}()
+		}
+		begin := time.Now()
+		l.apply(strings.Replace(svcWebManifest, "          imagePullPolicy: IfNotPresent\n", "          imagePullPolicy: IfNotPresent\n          env: [{name: VERSION, value: \"2\"}]\n", 1))
+		out, err, took := l.rolloutStatus("web", 3*time.Minute)
+		// Keep the load on until the last old pod is gone from the store.
+		l.waitPods(60*time.Second, "web", "only new web pods, 6 ready", func(ps []schedPod) bool {
+			for _, p := range ps {
+				if p.env("VERSION") != "2" {
+					return false
+				}
+			}
+			return countReady(ps) == 6 && len(ps) == 6
+		})
+		close(stop)
+		total, fails := 0, []string{}
+		for range 2 {
+			r := <-results
+			total += r.n
+			fails = append(fails, r.fails...)
+		}
+		if err != nil {
+			l.fatalf("rollout status: %v\n%s", err, out)
+		}
+		t.Logf("rolling update of 6 pods under load: rollout %v, all old pods gone after %v; %d requests through %s, %d failed",
+			took.Round(time.Millisecond), time.Since(begin).Round(time.Millisecond), total, vip, len(fails))
+		if len(fails) > 0 {
+			l.fatalf("%d of %d requests failed during the rolling update: %v", len(fails), total, fails)
+		}
+	})
+
 	t.Run("DeadHostLeaves", func(t *testing.T) {
 		var onLab2 []string
 		for _, p := range l.waitPods(30*time.Second, "web", "web pods", func(ps []schedPod) bool { return true }) {

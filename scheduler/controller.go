@@ -264,10 +264,13 @@ func (r *rounds) planNodeLifecycle(v *view, now time.Time, rec *recorder) []Op {
 	replaced := map[string][]string{}
 	for _, p := range v.pods {
 		node := p.GetSpec().GetNodeName()
-		if _, ok := lost[node]; !ok || ownerOf(p) == "" {
+		// A controller's pods are replaced elsewhere; a pod that was
+		// already terminating will never be stopped by its node: removed.
+		terminating := p.GetMetadata().GetDeletionTimestamp() != ""
+		if _, ok := lost[node]; !ok || (ownerOf(p) == "" && !terminating) {
 			continue
 		}
-		ops = append(ops, deletePod(p, fmt.Sprintf("node %s lost: replace pod %s", node, api.KeyOf(p))))
+		ops = append(ops, deletePod(p, false, fmt.Sprintf("node %s lost: replace pod %s", node, api.KeyOf(p))))
 		replaced[node] = append(replaced[node], p.GetMetadata().GetName())
 	}
 	for node, names := range replaced {
@@ -298,10 +301,13 @@ func readyTransition(n *api.Node) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-func deletePod(p *api.Pod, why string) Op {
+// deletePod deletes p: gracefully (it turns Terminating, leaves its
+// Services' endpoints, and its node stops it and removes it) or, for a
+// pod whose node is gone, at once.
+func deletePod(p *api.Pod, graceful bool, why string) Op {
 	m := p.GetMetadata()
 	return Op{Delete: &ObjectKey{Kind: "Pod", Namespace: m.GetNamespace(), Name: m.GetName()},
-		ResourceVersion: m.GetResourceVersion(), Why: why}
+		ResourceVersion: m.GetResourceVersion(), Graceful: graceful, Why: why}
 }
 
 // ---------------------------------------------------------------- deployments
@@ -361,7 +367,7 @@ func planDeployments(v *view, now time.Time, rec *recorder) []Op {
 		}
 		var deleted []string
 		for _, p := range plan.Delete {
-			ops = append(ops, deletePod(p, "deployment "+key+": delete pod "+p.GetMetadata().GetName()))
+			ops = append(ops, deletePod(p, true, "deployment "+key+": delete pod "+p.GetMetadata().GetName()))
 			deleted = append(deleted, p.GetMetadata().GetName())
 		}
 		if len(deleted) > 0 {
@@ -386,7 +392,10 @@ func planDeployments(v *view, now time.Time, rec *recorder) []Op {
 			continue
 		}
 		for _, p := range pods {
-			ops = append(ops, deletePod(p, "owner deployment gone: delete pod "+api.KeyOf(p)))
+			if p.GetMetadata().GetDeletionTimestamp() != "" {
+				continue // on its way out
+			}
+			ops = append(ops, deletePod(p, true, "owner deployment gone: delete pod "+api.KeyOf(p)))
 		}
 	}
 	for uid, revs := range revsByUID {

@@ -98,9 +98,17 @@ func TestPlanNodeLifecycleAfterGrace(t *testing.T) {
 		t.Fatalf("within the grace: %+v", ops)
 	}
 	ops := r.planNodeLifecycle(v, now.Add(4*time.Second), nil)
-	if len(ops) != 1 || ops[0].Delete == nil || ops[0].Delete.Name != "owned-on-b" || ops[0].ResourceVersion != "7" {
-		t.Fatalf("after the grace want only the owned pod of b deleted, got %+v", ops)
+	if len(ops) != 1 || ops[0].Delete == nil || ops[0].Delete.Name != "owned-on-b" || ops[0].ResourceVersion != "7" || ops[0].Graceful {
+		t.Fatalf("after the grace want only the owned pod of b deleted, at once (its node cannot stop it), got %+v", ops)
 	}
+	// A bare pod that was terminating on the lost node will never be
+	// stopped there: removed too.
+	v.pods[1].Metadata.DeletionTimestamp = now.UTC().Format(time.RFC3339)
+	ops = r.planNodeLifecycle(v, now.Add(4*time.Second), nil)
+	if len(ops) != 2 || ops[1].Delete == nil || ops[1].Delete.Name != "bare-on-b" || ops[1].Graceful {
+		t.Fatalf("terminating bare pod on a lost node: want it removed at once, got %+v", ops)
+	}
+	v.pods[1].Metadata.DeletionTimestamp = ""
 	// Back Ready: nothing, and the clock starts again next time.
 	v.nodes[1] = ctlNode("b", true, now)
 	if ops := r.planNodeLifecycle(v, now.Add(10*time.Second), nil); len(ops) != 0 || len(r.notReadySince) != 0 {

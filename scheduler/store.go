@@ -33,6 +33,9 @@ type Op struct {
 	Create bool
 	// Delete removes the object of this kind, namespace and name.
 	Delete *ObjectKey
+	// Graceful, for a Delete of a pod on a node, marks it terminating
+	// (its node stops it and removes it) rather than removing it at once.
+	Graceful bool
 	// ResourceVersion, when set, fails the op if the object changed since.
 	ResourceVersion string
 	// Why is what the op is for, in logs.

@@ -201,6 +201,13 @@ func (c *HTTPClient) ListObjects(ctx context.Context, plural, ns string, opts Li
 // that is set, and returns it as it was. Deleting a node removes it from the
 // cluster (as RemoveNode).
 func (c *HTTPClient) Delete(ctx context.Context, plural, ns, name, resourceVersion string) (json.RawMessage, error) {
+	return c.DeleteWithGrace(ctx, plural, ns, name, resourceVersion, -1)
+}
+
+// DeleteWithGrace is Delete with a grace period for a pod: negative for
+// the pod's own (a graceful delete: it turns Terminating until its node
+// has stopped it), 0 to remove it at once.
+func (c *HTTPClient) DeleteWithGrace(ctx context.Context, plural, ns, name, resourceVersion string, grace int64) (json.RawMessage, error) {
 	p, err := ObjectPath(plural, ns, name)
 	if err != nil {
 		return nil, err
@@ -208,6 +215,9 @@ func (c *HTTPClient) Delete(ctx context.Context, plural, ns, name, resourceVersi
 	q := url.Values{}
 	if resourceVersion != "" {
 		q.Set("resourceVersion", resourceVersion)
+	}
+	if grace >= 0 {
+		q.Set("gracePeriodSeconds", strconv.FormatInt(grace, 10))
 	}
 	var obj json.RawMessage
 	if err := c.doJSON(ctx, http.MethodDelete, p, q, nil, &obj); err != nil {

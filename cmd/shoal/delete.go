@@ -14,6 +14,8 @@ type deleteOptions struct {
 	files           []string
 	ignoreNotFound  bool
 	resourceVersion string
+	gracePeriod     int64
+	force           bool
 }
 
 func newDeleteCommand(g *globals) *cobra.Command {
@@ -32,6 +34,8 @@ func newDeleteCommand(g *globals) *cobra.Command {
 	f.StringArrayVarP(&o.files, "filename", "f", nil, "delete the objects of a manifest file, a directory of them, or - for standard input; repeatable")
 	f.BoolVar(&o.ignoreNotFound, "ignore-not-found", false, "treat an object that does not exist as deleted")
 	f.StringVar(&o.resourceVersion, "resource-version", "", "delete only if the object is still at this resourceVersion")
+	f.Int64Var(&o.gracePeriod, "grace-period", -1, "pods: seconds between SIGTERM and SIGKILL (-1: the pod's terminationGracePeriodSeconds); the pod stays Terminating until its node stopped it")
+	f.BoolVar(&o.force, "force", false, "pods: remove at once from the cluster, without waiting for the node (its containers stop when the node sees it gone); same as --grace-period 0")
 	return cmd
 }
 
@@ -79,7 +83,11 @@ func (o *deleteOptions) run(cmd *cobra.Command, args []string) error {
 	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 	failed := false
 	for _, d := range todo {
-		_, err := c.Delete(cmd.Context(), d.kind.Plural, d.namespace, d.name, o.resourceVersion)
+		grace := o.gracePeriod
+		if o.force {
+			grace = 0
+		}
+		_, err := c.DeleteWithGrace(cmd.Context(), d.kind.Plural, d.namespace, d.name, o.resourceVersion, grace)
 		if err == nil {
 			fmt.Fprintf(out, "%s %q deleted\n", qualifiedKind(d.kind), d.name)
 			continue

@@ -19,8 +19,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -51,11 +53,28 @@ func run(args []string) error {
 			w.Header().Set("Content-Type", "text/plain")
 			w.Write(body)
 		})
+		// On SIGTERM: stop accepting, finish what is in flight, close idle
+		// keep-alive connections, as a well-behaved server does.
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, syscall.SIGTERM, os.Interrupt)
 		errc := make(chan error, len(args)-1)
+		var servers []*http.Server
 		for _, port := range args[1:] {
-			go func() { errc <- http.ListenAndServe(":"+port, h) }()
+			srv := &http.Server{Addr: ":" + port, Handler: h}
+			servers = append(servers, srv)
+			go func() { errc <- srv.ListenAndServe() }()
 		}
-		return <-errc
+		select {
+		case err := <-errc:
+			return err
+		case <-stop:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, srv := range servers {
+			srv.Shutdown(ctx)
+		}
+		return nil
 	case "http-count", "udp-count":
 		if len(args) != 3 {
 			return fmt.Errorf("%s N TARGET", args[0])
