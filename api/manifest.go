@@ -30,8 +30,12 @@ const (
 	// hundred bytes per value, whatever the size of the value.
 	manifestMaxNodes = 500_000
 	// manifestMaxAliasNodes bounds the values YAML aliases may expand to,
-	// against "billion laughs" documents.
+	// against "billion laughs" documents, and manifestMaxAliasBytes the
+	// bytes of the strings (values and keys) they expand to: an anchored
+	// long string repeated by aliases costs its length every time it is
+	// written out again (as JSON, then as protobuf).
 	manifestMaxAliasNodes = 100_000
+	manifestMaxAliasBytes = MaxManifestBytes
 	// manifestMaxErrors bounds the objects reported wrong, and
 	// manifestMaxFieldErrors the problems reported per object.
 	manifestMaxErrors      = 100
@@ -212,7 +216,7 @@ func manifestNodeBound(data []byte) int {
 // decodeYAML decodes a stream of YAML documents, one at a time.
 func (d *manifestDecoder) decodeYAML(data []byte) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	aliasBudget := manifestMaxAliasNodes
+	aliasBudget, aliasBytes := manifestMaxAliasNodes, manifestMaxAliasBytes
 	for {
 		var root yaml.Node
 		err := yamlDecodeNode(dec, &root)
@@ -220,15 +224,19 @@ func (d *manifestDecoder) decodeYAML(data []byte) error {
 			return nil
 		}
 		if err != nil {
+			if strings.Contains(err.Error(), "exceeded max depth") {
+				// The parser's own limit (10000 levels), far beyond ours.
+				err = fmt.Errorf("yaml: nested deeper than %d levels", MaxManifestDepth)
+			}
 			return &ManifestError{Document: d.docs + 1, Err: err}
 		}
 		if manifestYAMLEmpty(&root) {
 			continue
 		}
 		d.docs++
-		c := &yamlConverter{aliasBudget: aliasBudget}
+		c := &yamlConverter{aliasBudget: aliasBudget, aliasBytes: aliasBytes}
 		v, err := c.value(&root)
-		aliasBudget = c.aliasBudget
+		aliasBudget, aliasBytes = c.aliasBudget, c.aliasBytes
 		if err != nil {
 			return &ManifestError{Document: d.docs, Err: err}
 		}
@@ -533,7 +541,8 @@ type yamlConverter struct {
 	path        manifestPath
 	depth       int
 	inAlias     int
-	aliasBudget int
+	aliasBudget int // values aliases may still expand to
+	aliasBytes  int // bytes of strings aliases may still expand to
 }
 
 func (c *yamlConverter) errorf(n *yaml.Node, format string, args ...any) error {
@@ -549,6 +558,11 @@ func (c *yamlConverter) value(n *yaml.Node) (any, error) {
 		c.aliasBudget--
 		if c.aliasBudget < 0 {
 			return nil, c.errorf(n, "aliases expand to more than %d values", manifestMaxAliasNodes)
+		}
+		if n.Kind == yaml.ScalarNode {
+			if err := c.spendAliasBytes(n, len(n.Value)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	switch n.Kind {
@@ -620,6 +634,12 @@ func (c *yamlConverter) mapping(n *yaml.Node) (map[string]any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if c.inAlias > 0 || kn.Kind == yaml.AliasNode {
+			// A key repeated through an alias is written out again too.
+			if err := c.spendAliasBytes(kn, len(key)); err != nil {
+				return nil, err
+			}
+		}
 		if _, dup := out[key]; dup {
 			c.path.key(key)
 			err := c.errorf(kn, "duplicate field")
@@ -660,6 +680,15 @@ func (c *yamlConverter) mapping(n *yaml.Node) (map[string]any, error) {
 		}
 	}
 	return out, nil
+}
+
+// spendAliasBytes counts n bytes of strings expanded from an alias.
+func (c *yamlConverter) spendAliasBytes(n *yaml.Node, bytes int) error {
+	c.aliasBytes -= bytes
+	if c.aliasBytes < 0 {
+		return c.errorf(n, "aliases expand to more than %d bytes (%d MiB) of strings", manifestMaxAliasBytes, manifestMaxAliasBytes>>20)
+	}
+	return nil
 }
 
 // key returns the text of a mapping key; keys are scalars.

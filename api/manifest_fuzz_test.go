@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"math/rand"
 	"strings"
 	"testing"
@@ -19,6 +20,12 @@ var manifestFuzzSeeds = []string{
 	"---\n---\n",
 	"{apiVersion: v1, kind: Node, metadata: {name: n}, status: {capacity: {cpu: 1e3}}}",
 	"apiVersion: apps/v1\nkind: Deployment\nspec:\n  strategy: {rollingUpdate: {maxSurge: 1.5}}\n",
+	// Limits: aliases of a long string, deep nesting, many documents.
+	"a: &s " + strings.Repeat("x", 4096) + "\nb: [*s, *s, *s, *s, *s, *s, *s, *s]\nc: {*s : 1}\n",
+	"a: " + strings.Repeat("[", 70) + strings.Repeat("]", 70),
+	strings.Repeat(`{"a":`, 70) + "1" + strings.Repeat("}", 70),
+	strings.Repeat("- ", 70) + "x\n",
+	strings.Repeat("---\napiVersion: v1\nkind: Node\nmetadata: {name: n}\n", 3),
 }
 
 // FuzzDecodeManifests feeds arbitrary bytes to DecodeManifests: it must
@@ -34,13 +41,21 @@ func FuzzDecodeManifests(f *testing.F) {
 func manifestFuzzCheck(t *testing.T, data []byte) {
 	objs, err := DecodeManifests(data)
 	if err != nil {
-		_ = err.Error()
+		manifestFuzzCheckError(t, err)
 		return
 	}
 	for _, o := range objs {
 		Default(o)
+		again := proto.Clone(o).(Resource)
+		Default(again)
+		if !proto.Equal(again, o) {
+			t.Fatalf("Default is not idempotent:\n%v\n%v", o, again)
+		}
 		if err := Validate(o); err != nil {
-			_ = err.Error()
+			var fe FieldErrors
+			if !errors.As(err, &fe) || len(fe) == 0 || err.Error() == "" {
+				t.Fatalf("Validate: %T %q is not a list of field errors", err, err)
+			}
 		}
 		j, err := MarshalJSON(o)
 		if err != nil {
@@ -63,6 +78,32 @@ func manifestFuzzCheck(t *testing.T, data []byte) {
 		}
 		if len(back) != 1 || !proto.Equal(back[0], o) {
 			t.Fatalf("YAML round trip differs:\n%s", y)
+		}
+	}
+}
+
+// manifestFuzzCheckError checks that a decoding error is clear: one or more
+// *ManifestError (joined), each with something to say.
+func manifestFuzzCheckError(t *testing.T, err error) {
+	t.Helper()
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		me, ok := e.(*ManifestError)
+		if !ok {
+			// The last of joined errors may say that decoding stopped.
+			if strings.HasPrefix(e.Error(), "stopped after ") {
+				continue
+			}
+			t.Fatalf("decoding error %T %q is not a *ManifestError", e, e)
+		}
+		if me.Err == nil && len(me.Fields) == 0 {
+			t.Fatalf("decoding error without a cause: %#v", me)
+		}
+		if strings.Contains(me.Error(), "panic") || strings.Contains(me.Error(), "cannot parse") {
+			t.Fatalf("decoding error from a recovered panic: %v", me)
 		}
 	}
 }

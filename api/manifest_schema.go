@@ -197,8 +197,22 @@ func (c *schemaChecker) singular(fd protoreflect.FieldDescriptor, v any, quantit
 	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
 		c.integer(v, 0, math.MaxUint32)
 	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		if s, ok := v.(string); ok {
+			// The API's own output writes 64-bit integers as strings (the
+			// protobuf JSON mapping does): read them back.
+			if i, err := strconv.ParseInt(s, 10, 64); err != nil || strconv.FormatInt(i, 10) != s {
+				c.mismatch("an integer", v)
+			}
+			return v
+		}
 		c.integer(v, math.MinInt64, math.MaxInt64)
 	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		if s, ok := v.(string); ok {
+			if u, err := strconv.ParseUint(s, 10, 64); err != nil || strconv.FormatUint(u, 10) != s {
+				c.mismatch("an integer", v)
+			}
+			return v
+		}
 		c.unsigned64(v)
 	case protoreflect.FloatKind, protoreflect.DoubleKind:
 		if _, ok := v.(json.Number); !ok {

@@ -6122,6 +6122,546 @@ func (x *JoinResponse) GetClusterId() string {
 	return ""
 }
 
+type RenewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// PEM certificate signing request for the node's new key.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewRequest) Reset() {
+	*x = RenewRequest{}
+	mi := &file_shoal_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewRequest) ProtoMessage() {}
+
+func (x *RenewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
+func (*RenewRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *RenewRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type RenewResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`                          // PEM, signed by the cluster CA
+	CaCertificate []byte                 `protobuf:"bytes,2,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"` // PEM
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewResponse) Reset() {
+	*x = RenewResponse{}
+	mi := &file_shoal_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewResponse) ProtoMessage() {}
+
+func (x *RenewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
+func (*RenewResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *RenewResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *RenewResponse) GetCaCertificate() []byte {
+	if x != nil {
+		return x.CaCertificate
+	}
+	return nil
+}
+
+type RevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevocationsRequest) Reset() {
+	*x = RevocationsRequest{}
+	mi := &file_shoal_proto_msgTypes[91]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationsRequest) ProtoMessage() {}
+
+func (x *RevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[91]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationsRequest.ProtoReflect.Descriptor instead.
+func (*RevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{91}
+}
+
+type RevocationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*RevokedNode         `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevocationsResponse) Reset() {
+	*x = RevocationsResponse{}
+	mi := &file_shoal_proto_msgTypes[92]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationsResponse) ProtoMessage() {}
+
+func (x *RevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[92]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationsResponse.ProtoReflect.Descriptor instead.
+func (*RevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{92}
+}
+
+func (x *RevocationsResponse) GetNodes() []*RevokedNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// RevokedNode is a node removed from the cluster (`shoal node rm`).
+type RevokedNode struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	NodeId          string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	RevokedUnixNano int64                  `protobuf:"varint,3,opt,name=revoked_unix_nano,json=revokedUnixNano,proto3" json:"revoked_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RevokedNode) Reset() {
+	*x = RevokedNode{}
+	mi := &file_shoal_proto_msgTypes[93]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedNode) ProtoMessage() {}
+
+func (x *RevokedNode) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[93]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedNode.ProtoReflect.Descriptor instead.
+func (*RevokedNode) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{93}
+}
+
+func (x *RevokedNode) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RevokedNode) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokedNode) GetRevokedUnixNano() int64 {
+	if x != nil {
+		return x.RevokedUnixNano
+	}
+	return 0
+}
+
+type SnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_shoal_proto_msgTypes[94]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[94]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{94}
+}
+
+// SnapshotInfo describes a snapshot of the store.
+type SnapshotInfo struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterID,proto3" json:"cluster_id,omitempty"`
+	// The raft index the snapshot reflects.
+	Index uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// The node that read it (the leader).
+	Node            string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	CreatedUnixNano int64  `protobuf:"varint,4,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	// The shoal version of that node.
+	Version       string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotInfo) Reset() {
+	*x = SnapshotInfo{}
+	mi := &file_shoal_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotInfo) ProtoMessage() {}
+
+func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
+func (*SnapshotInfo) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *SnapshotInfo) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+// SnapshotChunk is one piece of a snapshot stream: the first carries info,
+// the following ones data, the last one the size and SHA-256 (hex) of all
+// the data; a stream that ends without them is incomplete.
+type SnapshotChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *SnapshotInfo          `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Size          uint64                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        string                 `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_shoal_proto_msgTypes[96]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[96]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{96}
+}
+
+func (x *SnapshotChunk) GetInfo() *SnapshotInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+type AdminCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The administrator's name (the certificate's CN).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// PEM certificate signing request for the administrator's new key.
+	Csr []byte `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
+	// Lifetime of the certificate; 0 for the default (365 days).
+	ValiditySeconds int64 `protobuf:"varint,3,opt,name=validity_seconds,json=validitySeconds,proto3" json:"validity_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AdminCertificateRequest) Reset() {
+	*x = AdminCertificateRequest{}
+	mi := &file_shoal_proto_msgTypes[97]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminCertificateRequest) ProtoMessage() {}
+
+func (x *AdminCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[97]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminCertificateRequest.ProtoReflect.Descriptor instead.
+func (*AdminCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{97}
+}
+
+func (x *AdminCertificateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AdminCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *AdminCertificateRequest) GetValiditySeconds() int64 {
+	if x != nil {
+		return x.ValiditySeconds
+	}
+	return 0
+}
+
+type AdminCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`                          // PEM, signed by the cluster CA
+	CaCertificate []byte                 `protobuf:"bytes,2,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"` // PEM
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminCertificateResponse) Reset() {
+	*x = AdminCertificateResponse{}
+	mi := &file_shoal_proto_msgTypes[98]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminCertificateResponse) ProtoMessage() {}
+
+func (x *AdminCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[98]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminCertificateResponse.ProtoReflect.Descriptor instead.
+func (*AdminCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{98}
+}
+
+func (x *AdminCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *AdminCertificateResponse) GetCaCertificate() []byte {
+	if x != nil {
+		return x.CaCertificate
+	}
+	return nil
+}
+
 var File_shoal_proto protoreflect.FileDescriptor
 
 const file_shoal_proto_rawDesc = "" +
@@ -6661,7 +7201,39 @@ const file_shoal_proto_rawDesc = "" +
 	"\fgossip_peers\x18\x04 \x03(\tR\vgossipPeers\x12\x1b\n" +
 	"\tnode_name\x18\x05 \x01(\tR\bnodeName\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x06 \x01(\tR\tclusterId2\x92\x05\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId\" \n" +
+	"\fRenewRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"X\n" +
+	"\rRenewResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12%\n" +
+	"\x0eca_certificate\x18\x02 \x01(\fR\rcaCertificate\"\x14\n" +
+	"\x12RevocationsRequest\"B\n" +
+	"\x13RevocationsResponse\x12+\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.shoal.v1.RevokedNodeR\x05nodes\"f\n" +
+	"\vRevokedNode\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
+	"\x11revoked_unix_nano\x18\x03 \x01(\x03R\x0frevokedUnixNano\"\x11\n" +
+	"\x0fSnapshotRequest\"\x9d\x01\n" +
+	"\fSnapshotInfo\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterID\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12*\n" +
+	"\x11created_unix_nano\x18\x04 \x01(\x03R\x0fcreatedUnixNano\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\"{\n" +
+	"\rSnapshotChunk\x12*\n" +
+	"\x04info\x18\x01 \x01(\v2\x16.shoal.v1.SnapshotInfoR\x04info\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"j\n" +
+	"\x17AdminCertificateRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03csr\x18\x02 \x01(\fR\x03csr\x12)\n" +
+	"\x10validity_seconds\x18\x03 \x01(\x03R\x0fvaliditySeconds\"c\n" +
+	"\x18AdminCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12%\n" +
+	"\x0eca_certificate\x18\x02 \x01(\fR\rcaCertificate2\xd4\x05\n" +
 	"\x05Shoal\x128\n" +
 	"\x05Apply\x12\x16.shoal.v1.ApplyRequest\x1a\x17.shoal.v1.ApplyResponse\x12-\n" +
 	"\x03Get\x12\x14.shoal.v1.GetRequest\x1a\x10.shoal.v1.Object\x125\n" +
@@ -6674,9 +7246,14 @@ const file_shoal_proto_rawDesc = "" +
 	"\aVersion\x12\x18.shoal.v1.VersionRequest\x1a\x19.shoal.v1.VersionResponse\x123\n" +
 	"\x04Logs\x12\x15.shoal.v1.LogsRequest\x1a\x12.shoal.v1.LogChunk0\x01\x129\n" +
 	"\x04Exec\x12\x15.shoal.v1.ExecRequest\x1a\x16.shoal.v1.ExecResponse(\x010\x01\x12@\n" +
-	"\tLoadImage\x12\x14.shoal.v1.ImageChunk\x1a\x1b.shoal.v1.LoadImageResponse(\x012=\n" +
+	"\tLoadImage\x12\x14.shoal.v1.ImageChunk\x1a\x1b.shoal.v1.LoadImageResponse(\x01\x12@\n" +
+	"\bSnapshot\x12\x19.shoal.v1.SnapshotRequest\x1a\x17.shoal.v1.SnapshotChunk0\x012\xc3\x01\n" +
 	"\x04Join\x125\n" +
-	"\x04Join\x12\x15.shoal.v1.JoinRequest\x1a\x16.shoal.v1.JoinResponseB$Z\"github.com/shoalproj/shoal/api;apib\x06proto3"
+	"\x04Join\x12\x15.shoal.v1.JoinRequest\x1a\x16.shoal.v1.JoinResponse\x128\n" +
+	"\x05Renew\x12\x16.shoal.v1.RenewRequest\x1a\x17.shoal.v1.RenewResponse\x12J\n" +
+	"\vRevocations\x12\x1c.shoal.v1.RevocationsRequest\x1a\x1d.shoal.v1.RevocationsResponse2b\n" +
+	"\x05Admin\x12Y\n" +
+	"\x10IssueCertificate\x12!.shoal.v1.AdminCertificateRequest\x1a\".shoal.v1.AdminCertificateResponseB$Z\"github.com/shoalproj/shoal/api;apib\x06proto3"
 
 var (
 	file_shoal_proto_rawDescOnce sync.Once
@@ -6690,7 +7267,7 @@ func file_shoal_proto_rawDescGZIP() []byte {
 	return file_shoal_proto_rawDescData
 }
 
-var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 98)
+var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 108)
 var file_shoal_proto_goTypes = []any{
 	(*ObjectMeta)(nil),               // 0: shoal.v1.ObjectMeta
 	(*OwnerReference)(nil),           // 1: shoal.v1.OwnerReference
@@ -6781,22 +7358,32 @@ var file_shoal_proto_goTypes = []any{
 	(*LoadImageResponse)(nil),        // 86: shoal.v1.LoadImageResponse
 	(*JoinRequest)(nil),              // 87: shoal.v1.JoinRequest
 	(*JoinResponse)(nil),             // 88: shoal.v1.JoinResponse
-	nil,                              // 89: shoal.v1.ObjectMeta.LabelsEntry
-	nil,                              // 90: shoal.v1.ObjectMeta.AnnotationsEntry
-	nil,                              // 91: shoal.v1.LabelSelector.MatchLabelsEntry
-	nil,                              // 92: shoal.v1.PodSpec.NodeSelectorEntry
-	nil,                              // 93: shoal.v1.ResourceRequirements.LimitsEntry
-	nil,                              // 94: shoal.v1.ResourceRequirements.RequestsEntry
-	nil,                              // 95: shoal.v1.ServiceSpec.SelectorEntry
-	nil,                              // 96: shoal.v1.NodeStatus.CapacityEntry
-	nil,                              // 97: shoal.v1.NodeStatus.AllocatableEntry
-	(*structpb.Value)(nil),           // 98: google.protobuf.Value
+	(*RenewRequest)(nil),             // 89: shoal.v1.RenewRequest
+	(*RenewResponse)(nil),            // 90: shoal.v1.RenewResponse
+	(*RevocationsRequest)(nil),       // 91: shoal.v1.RevocationsRequest
+	(*RevocationsResponse)(nil),      // 92: shoal.v1.RevocationsResponse
+	(*RevokedNode)(nil),              // 93: shoal.v1.RevokedNode
+	(*SnapshotRequest)(nil),          // 94: shoal.v1.SnapshotRequest
+	(*SnapshotInfo)(nil),             // 95: shoal.v1.SnapshotInfo
+	(*SnapshotChunk)(nil),            // 96: shoal.v1.SnapshotChunk
+	(*AdminCertificateRequest)(nil),  // 97: shoal.v1.AdminCertificateRequest
+	(*AdminCertificateResponse)(nil), // 98: shoal.v1.AdminCertificateResponse
+	nil,                              // 99: shoal.v1.ObjectMeta.LabelsEntry
+	nil,                              // 100: shoal.v1.ObjectMeta.AnnotationsEntry
+	nil,                              // 101: shoal.v1.LabelSelector.MatchLabelsEntry
+	nil,                              // 102: shoal.v1.PodSpec.NodeSelectorEntry
+	nil,                              // 103: shoal.v1.ResourceRequirements.LimitsEntry
+	nil,                              // 104: shoal.v1.ResourceRequirements.RequestsEntry
+	nil,                              // 105: shoal.v1.ServiceSpec.SelectorEntry
+	nil,                              // 106: shoal.v1.NodeStatus.CapacityEntry
+	nil,                              // 107: shoal.v1.NodeStatus.AllocatableEntry
+	(*structpb.Value)(nil),           // 108: google.protobuf.Value
 }
 var file_shoal_proto_depIdxs = []int32{
-	89,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
-	90,  // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
+	99,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
+	100, // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
 	1,   // 2: shoal.v1.ObjectMeta.owner_references:type_name -> shoal.v1.OwnerReference
-	91,  // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
+	101, // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
 	3,   // 4: shoal.v1.LabelSelector.match_expressions:type_name -> shoal.v1.LabelSelectorRequirement
 	0,   // 5: shoal.v1.Pod.metadata:type_name -> shoal.v1.ObjectMeta
 	7,   // 6: shoal.v1.Pod.spec:type_name -> shoal.v1.PodSpec
@@ -6805,7 +7392,7 @@ var file_shoal_proto_depIdxs = []int32{
 	7,   // 9: shoal.v1.PodTemplateSpec.spec:type_name -> shoal.v1.PodSpec
 	8,   // 10: shoal.v1.PodSpec.containers:type_name -> shoal.v1.Container
 	13,  // 11: shoal.v1.PodSpec.volumes:type_name -> shoal.v1.Volume
-	92,  // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
+	102, // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
 	21,  // 13: shoal.v1.PodSpec.affinity:type_name -> shoal.v1.Affinity
 	30,  // 14: shoal.v1.PodSpec.tolerations:type_name -> shoal.v1.Toleration
 	31,  // 15: shoal.v1.PodSpec.topology_spread_constraints:type_name -> shoal.v1.TopologySpreadConstraint
@@ -6816,16 +7403,16 @@ var file_shoal_proto_depIdxs = []int32{
 	16,  // 20: shoal.v1.Container.liveness_probe:type_name -> shoal.v1.Probe
 	16,  // 21: shoal.v1.Container.readiness_probe:type_name -> shoal.v1.Probe
 	16,  // 22: shoal.v1.Container.startup_probe:type_name -> shoal.v1.Probe
-	93,  // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
-	94,  // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
+	103, // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
+	104, // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
 	14,  // 25: shoal.v1.Volume.empty_dir:type_name -> shoal.v1.EmptyDirVolumeSource
 	15,  // 26: shoal.v1.Volume.host_path:type_name -> shoal.v1.HostPathVolumeSource
 	17,  // 27: shoal.v1.Probe.exec:type_name -> shoal.v1.ExecAction
 	18,  // 28: shoal.v1.Probe.http_get:type_name -> shoal.v1.HTTPGetAction
 	20,  // 29: shoal.v1.Probe.tcp_socket:type_name -> shoal.v1.TCPSocketAction
-	98,  // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
+	108, // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
 	19,  // 31: shoal.v1.HTTPGetAction.http_headers:type_name -> shoal.v1.HTTPHeader
-	98,  // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
+	108, // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
 	22,  // 33: shoal.v1.Affinity.node_affinity:type_name -> shoal.v1.NodeAffinity
 	27,  // 34: shoal.v1.Affinity.pod_anti_affinity:type_name -> shoal.v1.PodAntiAffinity
 	23,  // 35: shoal.v1.NodeAffinity.required_during_scheduling_ignored_during_execution:type_name -> shoal.v1.NodeSelector
@@ -6852,8 +7439,8 @@ var file_shoal_proto_depIdxs = []int32{
 	6,   // 56: shoal.v1.DeploymentSpec.template:type_name -> shoal.v1.PodTemplateSpec
 	41,  // 57: shoal.v1.DeploymentSpec.strategy:type_name -> shoal.v1.DeploymentStrategy
 	42,  // 58: shoal.v1.DeploymentStrategy.rolling_update:type_name -> shoal.v1.RollingUpdateDeployment
-	98,  // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
-	98,  // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
+	108, // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
+	108, // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
 	44,  // 61: shoal.v1.DeploymentStatus.conditions:type_name -> shoal.v1.DeploymentCondition
 	0,   // 62: shoal.v1.ControllerRevision.metadata:type_name -> shoal.v1.ObjectMeta
 	6,   // 63: shoal.v1.ControllerRevision.data:type_name -> shoal.v1.PodTemplateSpec
@@ -6862,10 +7449,10 @@ var file_shoal_proto_depIdxs = []int32{
 	47,  // 66: shoal.v1.Event.source:type_name -> shoal.v1.EventSource
 	0,   // 67: shoal.v1.Service.metadata:type_name -> shoal.v1.ObjectMeta
 	49,  // 68: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	95,  // 69: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
+	105, // 69: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
 	50,  // 70: shoal.v1.ServiceSpec.ports:type_name -> shoal.v1.ServicePort
 	51,  // 71: shoal.v1.ServiceSpec.session_affinity_config:type_name -> shoal.v1.SessionAffinityConfig
-	98,  // 72: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
+	108, // 72: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
 	52,  // 73: shoal.v1.SessionAffinityConfig.client_ip:type_name -> shoal.v1.ClientIPConfig
 	0,   // 74: shoal.v1.Endpoints.metadata:type_name -> shoal.v1.ObjectMeta
 	54,  // 75: shoal.v1.Endpoints.subsets:type_name -> shoal.v1.EndpointSubset
@@ -6879,8 +7466,8 @@ var file_shoal_proto_depIdxs = []int32{
 	59,  // 83: shoal.v1.NodeSpec.taints:type_name -> shoal.v1.Taint
 	61,  // 84: shoal.v1.NodeStatus.addresses:type_name -> shoal.v1.NodeAddress
 	62,  // 85: shoal.v1.NodeStatus.conditions:type_name -> shoal.v1.NodeCondition
-	96,  // 86: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
-	97,  // 87: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
+	106, // 86: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
+	107, // 87: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
 	63,  // 88: shoal.v1.NodeStatus.node_info:type_name -> shoal.v1.NodeSystemInfo
 	5,   // 89: shoal.v1.Object.pod:type_name -> shoal.v1.Pod
 	39,  // 90: shoal.v1.Object.deployment:type_name -> shoal.v1.Deployment
@@ -6895,35 +7482,45 @@ var file_shoal_proto_depIdxs = []int32{
 	64,  // 99: shoal.v1.ListResponse.items:type_name -> shoal.v1.Object
 	64,  // 100: shoal.v1.DeleteResponse.object:type_name -> shoal.v1.Object
 	64,  // 101: shoal.v1.WatchEvent.object:type_name -> shoal.v1.Object
-	65,  // 102: shoal.v1.Shoal.Apply:input_type -> shoal.v1.ApplyRequest
-	68,  // 103: shoal.v1.Shoal.Get:input_type -> shoal.v1.GetRequest
-	69,  // 104: shoal.v1.Shoal.List:input_type -> shoal.v1.ListRequest
-	71,  // 105: shoal.v1.Shoal.Delete:input_type -> shoal.v1.DeleteRequest
-	73,  // 106: shoal.v1.Shoal.Watch:input_type -> shoal.v1.WatchRequest
-	75,  // 107: shoal.v1.Shoal.Token:input_type -> shoal.v1.TokenRequest
-	77,  // 108: shoal.v1.Shoal.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
-	79,  // 109: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
-	81,  // 110: shoal.v1.Shoal.Logs:input_type -> shoal.v1.LogsRequest
-	83,  // 111: shoal.v1.Shoal.Exec:input_type -> shoal.v1.ExecRequest
-	85,  // 112: shoal.v1.Shoal.LoadImage:input_type -> shoal.v1.ImageChunk
-	87,  // 113: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
-	66,  // 114: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
-	64,  // 115: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
-	70,  // 116: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
-	72,  // 117: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
-	74,  // 118: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
-	76,  // 119: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
-	78,  // 120: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	80,  // 121: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
-	82,  // 122: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
-	84,  // 123: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
-	86,  // 124: shoal.v1.Shoal.LoadImage:output_type -> shoal.v1.LoadImageResponse
-	88,  // 125: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
-	114, // [114:126] is the sub-list for method output_type
-	102, // [102:114] is the sub-list for method input_type
-	102, // [102:102] is the sub-list for extension type_name
-	102, // [102:102] is the sub-list for extension extendee
-	0,   // [0:102] is the sub-list for field type_name
+	93,  // 102: shoal.v1.RevocationsResponse.nodes:type_name -> shoal.v1.RevokedNode
+	95,  // 103: shoal.v1.SnapshotChunk.info:type_name -> shoal.v1.SnapshotInfo
+	65,  // 104: shoal.v1.Shoal.Apply:input_type -> shoal.v1.ApplyRequest
+	68,  // 105: shoal.v1.Shoal.Get:input_type -> shoal.v1.GetRequest
+	69,  // 106: shoal.v1.Shoal.List:input_type -> shoal.v1.ListRequest
+	71,  // 107: shoal.v1.Shoal.Delete:input_type -> shoal.v1.DeleteRequest
+	73,  // 108: shoal.v1.Shoal.Watch:input_type -> shoal.v1.WatchRequest
+	75,  // 109: shoal.v1.Shoal.Token:input_type -> shoal.v1.TokenRequest
+	77,  // 110: shoal.v1.Shoal.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
+	79,  // 111: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
+	81,  // 112: shoal.v1.Shoal.Logs:input_type -> shoal.v1.LogsRequest
+	83,  // 113: shoal.v1.Shoal.Exec:input_type -> shoal.v1.ExecRequest
+	85,  // 114: shoal.v1.Shoal.LoadImage:input_type -> shoal.v1.ImageChunk
+	94,  // 115: shoal.v1.Shoal.Snapshot:input_type -> shoal.v1.SnapshotRequest
+	87,  // 116: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
+	89,  // 117: shoal.v1.Join.Renew:input_type -> shoal.v1.RenewRequest
+	91,  // 118: shoal.v1.Join.Revocations:input_type -> shoal.v1.RevocationsRequest
+	97,  // 119: shoal.v1.Admin.IssueCertificate:input_type -> shoal.v1.AdminCertificateRequest
+	66,  // 120: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
+	64,  // 121: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
+	70,  // 122: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
+	72,  // 123: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
+	74,  // 124: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
+	76,  // 125: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
+	78,  // 126: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	80,  // 127: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
+	82,  // 128: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
+	84,  // 129: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
+	86,  // 130: shoal.v1.Shoal.LoadImage:output_type -> shoal.v1.LoadImageResponse
+	96,  // 131: shoal.v1.Shoal.Snapshot:output_type -> shoal.v1.SnapshotChunk
+	88,  // 132: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
+	90,  // 133: shoal.v1.Join.Renew:output_type -> shoal.v1.RenewResponse
+	92,  // 134: shoal.v1.Join.Revocations:output_type -> shoal.v1.RevocationsResponse
+	98,  // 135: shoal.v1.Admin.IssueCertificate:output_type -> shoal.v1.AdminCertificateResponse
+	120, // [120:136] is the sub-list for method output_type
+	104, // [104:120] is the sub-list for method input_type
+	104, // [104:104] is the sub-list for extension type_name
+	104, // [104:104] is the sub-list for extension extendee
+	0,   // [0:104] is the sub-list for field type_name
 }
 
 func init() { file_shoal_proto_init() }
@@ -6953,9 +7550,9 @@ func file_shoal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_proto_rawDesc), len(file_shoal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   98,
+			NumMessages:   108,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_shoal_proto_goTypes,
 		DependencyIndexes: file_shoal_proto_depIdxs,

@@ -41,6 +41,7 @@ const (
 	Shoal_Logs_FullMethodName       = "/shoal.v1.Shoal/Logs"
 	Shoal_Exec_FullMethodName       = "/shoal.v1.Shoal/Exec"
 	Shoal_LoadImage_FullMethodName  = "/shoal.v1.Shoal/LoadImage"
+	Shoal_Snapshot_FullMethodName   = "/shoal.v1.Shoal/Snapshot"
 )
 
 // ShoalClient is the client API for Shoal service.
@@ -62,6 +63,10 @@ type ShoalClient interface {
 	// LoadImage imports an image archive into a node's container runtime,
 	// so that a cluster without a registry can run it.
 	LoadImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImageChunk, LoadImageResponse], error)
+	// Snapshot streams a consistent copy of the whole store, read on the
+	// leader at one raft index that includes every acknowledged write.
+	// Administrators only: it carries the cluster's secrets (the CA key).
+	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
 }
 
 type shoalClient struct {
@@ -206,6 +211,25 @@ func (c *shoalClient) LoadImage(ctx context.Context, opts ...grpc.CallOption) (g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Shoal_LoadImageClient = grpc.ClientStreamingClient[ImageChunk, LoadImageResponse]
 
+func (c *shoalClient) Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Shoal_ServiceDesc.Streams[4], Shoal_Snapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotRequest, SnapshotChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Shoal_SnapshotClient = grpc.ServerStreamingClient[SnapshotChunk]
+
 // ShoalServer is the server API for Shoal service.
 // All implementations must embed UnimplementedShoalServer
 // for forward compatibility.
@@ -225,6 +249,10 @@ type ShoalServer interface {
 	// LoadImage imports an image archive into a node's container runtime,
 	// so that a cluster without a registry can run it.
 	LoadImage(grpc.ClientStreamingServer[ImageChunk, LoadImageResponse]) error
+	// Snapshot streams a consistent copy of the whole store, read on the
+	// leader at one raft index that includes every acknowledged write.
+	// Administrators only: it carries the cluster's secrets (the CA key).
+	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
 	mustEmbedUnimplementedShoalServer()
 }
 
@@ -267,6 +295,9 @@ func (UnimplementedShoalServer) Exec(grpc.BidiStreamingServer[ExecRequest, ExecR
 }
 func (UnimplementedShoalServer) LoadImage(grpc.ClientStreamingServer[ImageChunk, LoadImageResponse]) error {
 	return status.Error(codes.Unimplemented, "method LoadImage not implemented")
+}
+func (UnimplementedShoalServer) Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error {
+	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
 }
 func (UnimplementedShoalServer) mustEmbedUnimplementedShoalServer() {}
 func (UnimplementedShoalServer) testEmbeddedByValue()               {}
@@ -451,6 +482,17 @@ func _Shoal_LoadImage_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Shoal_LoadImageServer = grpc.ClientStreamingServer[ImageChunk, LoadImageResponse]
 
+func _Shoal_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SnapshotRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ShoalServer).Snapshot(m, &grpc.GenericServerStream[SnapshotRequest, SnapshotChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Shoal_SnapshotServer = grpc.ServerStreamingServer[SnapshotChunk]
+
 // Shoal_ServiceDesc is the grpc.ServiceDesc for Shoal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -509,12 +551,19 @@ var Shoal_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Shoal_LoadImage_Handler,
 			ClientStreams: true,
 		},
+		{
+			StreamName:    "Snapshot",
+			Handler:       _Shoal_Snapshot_Handler,
+			ServerStreams: true,
+		},
 	},
 	Metadata: "shoal.proto",
 }
 
 const (
-	Join_Join_FullMethodName = "/shoal.v1.Join/Join"
+	Join_Join_FullMethodName        = "/shoal.v1.Join/Join"
+	Join_Renew_FullMethodName       = "/shoal.v1.Join/Renew"
+	Join_Revocations_FullMethodName = "/shoal.v1.Join/Revocations"
 )
 
 // JoinClient is the client API for Join service.
@@ -525,6 +574,13 @@ const (
 // the token's secret.
 type JoinClient interface {
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
+	// Renew is a node asking the leader for a new certificate before its
+	// current one expires. Unlike Join it needs the node's current, valid
+	// and not revoked certificate: the new one names the same node.
+	Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error)
+	// Revocations lists the nodes removed from the cluster, for a node
+	// outside the raft replicas, which holds no store of its own. Nodes only.
+	Revocations(ctx context.Context, in *RevocationsRequest, opts ...grpc.CallOption) (*RevocationsResponse, error)
 }
 
 type joinClient struct {
@@ -545,6 +601,26 @@ func (c *joinClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *joinClient) Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewResponse)
+	err := c.cc.Invoke(ctx, Join_Renew_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *joinClient) Revocations(ctx context.Context, in *RevocationsRequest, opts ...grpc.CallOption) (*RevocationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevocationsResponse)
+	err := c.cc.Invoke(ctx, Join_Revocations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JoinServer is the server API for Join service.
 // All implementations must embed UnimplementedJoinServer
 // for forward compatibility.
@@ -553,6 +629,13 @@ func (c *joinClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.Cal
 // the token's secret.
 type JoinServer interface {
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
+	// Renew is a node asking the leader for a new certificate before its
+	// current one expires. Unlike Join it needs the node's current, valid
+	// and not revoked certificate: the new one names the same node.
+	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
+	// Revocations lists the nodes removed from the cluster, for a node
+	// outside the raft replicas, which holds no store of its own. Nodes only.
+	Revocations(context.Context, *RevocationsRequest) (*RevocationsResponse, error)
 	mustEmbedUnimplementedJoinServer()
 }
 
@@ -565,6 +648,12 @@ type UnimplementedJoinServer struct{}
 
 func (UnimplementedJoinServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Join not implemented")
+}
+func (UnimplementedJoinServer) Renew(context.Context, *RenewRequest) (*RenewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Renew not implemented")
+}
+func (UnimplementedJoinServer) Revocations(context.Context, *RevocationsRequest) (*RevocationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Revocations not implemented")
 }
 func (UnimplementedJoinServer) mustEmbedUnimplementedJoinServer() {}
 func (UnimplementedJoinServer) testEmbeddedByValue()              {}
@@ -605,6 +694,42 @@ func _Join_Join_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Join_Renew_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JoinServer).Renew(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Join_Renew_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JoinServer).Renew(ctx, req.(*RenewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Join_Revocations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevocationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JoinServer).Revocations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Join_Revocations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JoinServer).Revocations(ctx, req.(*RevocationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Join_ServiceDesc is the grpc.ServiceDesc for Join service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -615,6 +740,124 @@ var Join_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Join",
 			Handler:    _Join_Join_Handler,
+		},
+		{
+			MethodName: "Renew",
+			Handler:    _Join_Renew_Handler,
+		},
+		{
+			MethodName: "Revocations",
+			Handler:    _Join_Revocations_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "shoal.proto",
+}
+
+const (
+	Admin_IssueCertificate_FullMethodName = "/shoal.v1.Admin/IssueCertificate"
+)
+
+// AdminClient is the client API for Admin service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Admin issues administrator certificates (administrators only), so that
+// access outlives the certificate --init wrote and each person can have
+// their own.
+type AdminClient interface {
+	IssueCertificate(ctx context.Context, in *AdminCertificateRequest, opts ...grpc.CallOption) (*AdminCertificateResponse, error)
+}
+
+type adminClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAdminClient(cc grpc.ClientConnInterface) AdminClient {
+	return &adminClient{cc}
+}
+
+func (c *adminClient) IssueCertificate(ctx context.Context, in *AdminCertificateRequest, opts ...grpc.CallOption) (*AdminCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AdminCertificateResponse)
+	err := c.cc.Invoke(ctx, Admin_IssueCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AdminServer is the server API for Admin service.
+// All implementations must embed UnimplementedAdminServer
+// for forward compatibility.
+//
+// Admin issues administrator certificates (administrators only), so that
+// access outlives the certificate --init wrote and each person can have
+// their own.
+type AdminServer interface {
+	IssueCertificate(context.Context, *AdminCertificateRequest) (*AdminCertificateResponse, error)
+	mustEmbedUnimplementedAdminServer()
+}
+
+// UnimplementedAdminServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAdminServer struct{}
+
+func (UnimplementedAdminServer) IssueCertificate(context.Context, *AdminCertificateRequest) (*AdminCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method IssueCertificate not implemented")
+}
+func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
+func (UnimplementedAdminServer) testEmbeddedByValue()               {}
+
+// UnsafeAdminServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AdminServer will
+// result in compilation errors.
+type UnsafeAdminServer interface {
+	mustEmbedUnimplementedAdminServer()
+}
+
+func RegisterAdminServer(s grpc.ServiceRegistrar, srv AdminServer) {
+	// If the following call panics, it indicates UnimplementedAdminServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Admin_ServiceDesc, srv)
+}
+
+func _Admin_IssueCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AdminCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).IssueCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_IssueCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).IssueCertificate(ctx, req.(*AdminCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Admin_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "shoal.v1.Admin",
+	HandlerType: (*AdminServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "IssueCertificate",
+			Handler:    _Admin_IssueCertificate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -111,24 +113,38 @@ func Validate(r Resource) error {
 	default:
 		return FieldErrors{{Message: fmt.Sprintf("%T is not a shoal object", r)}}
 	}
+	v.unknownFields(r.ProtoReflect(), "")
 	if len(v.errs) == 0 {
 		return nil
+	}
+	if v.dropped > 0 {
+		v.errs = append(v.errs, FieldError{Message: fmt.Sprintf("and %d more errors", v.dropped)})
 	}
 	return v.errs
 }
 
+// validMaxErrors bounds the problems Validate reports of one object: an
+// object with a hundred thousand wrong labels gets an error of a few
+// kilobytes, not of megabytes.
+const validMaxErrors = 100
+
 type validator struct {
-	errs FieldErrors
+	errs    FieldErrors
+	dropped int // problems found beyond validMaxErrors
 }
 
 func (v *validator) add(path, format string, args ...any) {
+	if len(v.errs) >= validMaxErrors {
+		v.dropped++
+		return
+	}
 	v.errs = append(v.errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
 // check records msg, the result of one of the check* functions, if any.
 func (v *validator) check(path, msg string) {
 	if msg != "" {
-		v.errs = append(v.errs, FieldError{Path: path, Message: msg})
+		v.add(path, "%s", msg)
 	}
 }
 
@@ -167,6 +183,60 @@ func (v *validator) nonNegative(path string, n int64) {
 	if n < 0 {
 		v.add(path, "must be greater than or equal to 0, got %d", n)
 	}
+}
+
+// unknownFields refuses protobuf fields this server does not know, sent
+// over gRPC by a newer client (or made up): kept, they would be stored
+// unseen, and neither the JSON face nor validation would ever show them.
+// A manifest cannot have any: DecodeManifests refuses unknown fields by
+// name.
+func (v *validator) unknownFields(m protoreflect.Message, path string) {
+	if u := m.GetUnknown(); len(u) > 0 {
+		var nums []string
+		for len(u) > 0 {
+			num, typ, n := protowire.ConsumeTag(u)
+			if n < 0 {
+				break
+			}
+			vn := protowire.ConsumeFieldValue(num, typ, u[n:])
+			if vn < 0 {
+				break
+			}
+			u = u[n+vn:]
+			if len(nums) < 5 {
+				nums = append(nums, strconv.Itoa(int(num)))
+			}
+		}
+		what := "field (number"
+		if len(nums) > 1 {
+			what = "fields (numbers"
+		}
+		v.add(path, "unknown protobuf %s %s of %s): this server does not know it (is the client newer?)",
+			what, strings.Join(nums, ", "), m.Descriptor().Name())
+	}
+	join := func(name string) string {
+		if path == "" {
+			return name
+		}
+		return path + "." + name
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			l := val.List()
+			for i := 0; i < l.Len(); i++ {
+				v.unknownFields(l.Get(i).Message(), fmt.Sprintf("%s[%d]", join(fd.JSONName()), i))
+			}
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			val.Map().Range(func(k protoreflect.MapKey, e protoreflect.Value) bool {
+				v.unknownFields(e.Message(), fmt.Sprintf("%s[%q]", join(fd.JSONName()), k.String()))
+				return true
+			})
+		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
+			v.unknownFields(val.Message(), join(fd.JSONName()))
+		}
+		return true
+	})
 }
 
 // ---------------------------------------------------------------- metadata

@@ -36,6 +36,11 @@ const (
 	h2FlagPadded       = 0x8
 	h2FlagPriority     = 0x20
 	h2MaxPeekFrameSize = 1 << 20
+	// h2MaxPeekBytes bounds all that is read (and kept, to be replayed)
+	// before the first request's headers are complete: a header block (up
+	// to net/http's 1 MiB), and what flow control lets a client send
+	// before the server's first WINDOW_UPDATE (64 KiB).
+	h2MaxPeekBytes = 2 << 20
 	// sniffTimeout bounds how long a new connection may take to say what
 	// it is.
 	sniffTimeout = 10 * time.Second
@@ -164,7 +169,10 @@ func sniffH2(c net.Conn) ([]byte, bool, error) {
 		length := int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2])
 		typ, flags := hdr[3], hdr[4]
 		if length > h2MaxPeekFrameSize {
-			return nil, false, fmt.Errorf("HTTP/2 frame of %d bytes", length)
+			return nil, false, fmt.Errorf("HTTP/2 frame of %d bytes, more than the limit of %d", length, h2MaxPeekFrameSize)
+		}
+		if seen.Len()+h2FrameHeaderLen+length > h2MaxPeekBytes {
+			return nil, false, fmt.Errorf("HTTP/2: more than %d bytes (%d MiB) before the first request's headers end", h2MaxPeekBytes, h2MaxPeekBytes>>20)
 		}
 		payload := make([]byte, length)
 		if _, err := io.ReadFull(c, payload); err != nil {

@@ -57,6 +57,17 @@ func (c *Cluster) ServiceCIDR() string {
 // Calls run as this node.
 func (c *Cluster) LocalAPI() api.ShoalServer { return c.localAPI }
 
+// apiMaxRecvMsgSize is the largest gRPC message the API accepts: twice
+// the largest manifest (api.MaxManifestBytes), as its objects are smaller
+// as protobuf than as YAML. A larger one is refused with ResourceExhausted
+// ("grpc: received message larger than max (N vs. 16777216)"), found from
+// the message's length prefix.
+const apiMaxRecvMsgSize = 16 << 20
+
+// peerMaxRecvMsgSize bounds what a node takes from another in one
+// message: answers (lists, watch events) can be larger than any request.
+const peerMaxRecvMsgSize = 256 << 20
+
 // ServeAPI serves the API (gRPC and HTTP/JSON on one TLS port) until ctx
 // ends.
 func (c *Cluster) ServeAPI(ctx context.Context) error {
@@ -66,7 +77,7 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 	}
 	gs := grpc.NewServer(grpc.Creds(acceptedTLS{}),
 		grpc.ChainUnaryInterceptor(c.unaryInterceptor), grpc.ChainStreamInterceptor(c.streamInterceptor),
-		grpc.MaxRecvMsgSize(16<<20),
+		grpc.MaxRecvMsgSize(apiMaxRecvMsgSize),
 		// Peers and clients ping every few seconds (see peers.go); the
 		// server pings too, so a caller that vanished ends its streams.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 2 * time.Second, PermitWithoutStream: true}),
@@ -74,6 +85,7 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 	srv := c.localAPI
 	api.RegisterShoalServer(gs, srv)
 	api.RegisterJoinServer(gs, &joinServer{c: c})
+	api.RegisterAdminServer(gs, &adminServer{c: c})
 	httpAPI := api.NewHTTPHandler(srv)
 	metrics := promhttp.HandlerFor(c.cfg.Registry, promhttp.HandlerOpts{})
 
@@ -88,10 +100,7 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 			fmt.Fprintln(w, "ok")
 			return
 		}
-		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			fmt.Fprintln(w, `{"kind":"Status","code":401,"reason":"Unauthorized","message":"a client certificate of this cluster is required"}`)
+		if c.httpRefused(w, r) { // no certificate, or a revoked one (auth.go)
 			return
 		}
 		if r.URL.Path == "/metrics" {

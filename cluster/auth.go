@@ -2,13 +2,16 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"path"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -20,15 +23,11 @@ type caller struct {
 }
 
 func callerFrom(ctx context.Context) (caller, bool) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
+	leaf := peerLeaf(ctx)
+	if leaf == nil {
 		return caller{}, false
 	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
-		return caller{}, false
-	}
-	name, isNode, isAdmin := PeerIdentity(info.State.VerifiedChains[0][0])
+	name, isNode, isAdmin := PeerIdentity(leaf)
 	return caller{Name: name, IsNode: isNode, IsAdmin: isAdmin}, true
 }
 
@@ -48,14 +47,61 @@ func requireAdmin(ctx context.Context) error {
 // joinMethod is the one call that needs no client certificate.
 const joinMethod = "/shoal.v1.Join/Join"
 
-func authenticate(ctx context.Context, method string) error {
+// authenticate lets a call through when it comes with a verified client
+// certificate that is not revoked. The check of the revocation list runs on
+// every call, not only at the handshake: a connection made before its node
+// was removed is refused from the next call on.
+func (c *Cluster) authenticate(ctx context.Context, method string) error {
 	if method == joinMethod {
 		return nil
 	}
-	if _, ok := callerFrom(ctx); !ok {
+	leaf := peerLeaf(ctx)
+	if leaf == nil {
 		return status.Error(codes.Unauthenticated, "a client certificate of this cluster is required")
 	}
+	if c.sec.live != nil {
+		if err := c.sec.live.check("API", leaf); err != nil {
+			return status.Errorf(codes.PermissionDenied, "certificate of %q refused: %v", leaf.Subject.CommonName, err)
+		}
+	}
 	return nil
+}
+
+// httpRefused answers an HTTP request that comes without a verified client
+// certificate, or with a revoked one, and reports whether it did.
+func (c *Cluster) httpRefused(w http.ResponseWriter, r *http.Request) bool {
+	code, msg := c.httpAuthError(r.TLS)
+	if code == 0 {
+		return false
+	}
+	body, _ := json.Marshal(struct {
+		Kind    string `json:"kind"`
+		Code    int    `json:"code"`
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+	}{"Status", code, strings.ReplaceAll(http.StatusText(code), " ", ""), msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(append(body, '\n'))
+	return true
+}
+
+// httpAuthError is authenticate for an HTTP request: 0 when it may go on,
+// else the status and message to answer with.
+func (c *Cluster) httpAuthError(cs *tls.ConnectionState) (int, string) {
+	if cs == nil {
+		return http.StatusUnauthorized, "a client certificate of this cluster is required"
+	}
+	leaf := verifiedLeaf(*cs)
+	if leaf == nil {
+		return http.StatusUnauthorized, "a client certificate of this cluster is required"
+	}
+	if c.sec.live != nil {
+		if err := c.sec.live.check("API", leaf); err != nil {
+			return http.StatusForbidden, fmt.Sprintf("certificate of %q refused: %v", leaf.Subject.CommonName, err)
+		}
+	}
+	return 0, ""
 }
 
 // unaryInterceptor authenticates every call but joining and counts it.
@@ -63,7 +109,7 @@ func (c *Cluster) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	start := time.Now()
 	method := path.Base(info.FullMethod)
 	resp, err := func() (any, error) {
-		if err := authenticate(ctx, info.FullMethod); err != nil {
+		if err := c.authenticate(ctx, info.FullMethod); err != nil {
 			return nil, err
 		}
 		return handler(ctx, req)
@@ -74,7 +120,7 @@ func (c *Cluster) unaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 }
 
 func (c *Cluster) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	err := authenticate(ss.Context(), info.FullMethod)
+	err := c.authenticate(ss.Context(), info.FullMethod)
 	if err == nil {
 		err = handler(srv, ss)
 	}

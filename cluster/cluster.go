@@ -59,6 +59,12 @@ type Config struct {
 	Join  string
 	Token string
 
+	// ForceNewCluster makes a node restarting from its data directory the
+	// only voter of its cluster, keeping all the data its raft log and
+	// snapshots hold: for a survivor of a lost majority. One-shot: see
+	// forceNewCluster in recovery.go.
+	ForceNewCluster bool
+
 	// MaxReplicas bounds the nodes that hold the raft log (voters and
 	// non-voters); default 9.
 	MaxReplicas int
@@ -74,9 +80,21 @@ type Config struct {
 	// --init (default 30000-32767).
 	NodePortRange string
 
+	// MaxReadStaleness bounds how long a replica answers default reads
+	// without hearing from the leader (DefaultMaxReadStaleness when 0;
+	// negative: no bound).
+	MaxReadStaleness time.Duration
+
 	// TrailingLogs is how many raft entries stay after a snapshot compacts
 	// the log (default 10240); a follower further behind gets the snapshot.
 	TrailingLogs uint64
+
+	// NodeCertValidity is the lifetime of the node certificates this node
+	// signs while it leads (default 365 days). CertRenewFraction is the
+	// share of its own certificate's lifetime after which this node renews
+	// it (default 2/3). Tests use seconds.
+	NodeCertValidity  time.Duration
+	CertRenewFraction float64
 
 	// Controllers tunes the scheduler and the controllers this node runs
 	// while it leads.
@@ -112,8 +130,17 @@ func (c *Config) setDefaults() {
 	if c.NodePortRange == "" {
 		c.NodePortRange = DefaultNodePortRange
 	}
+	if c.MaxReadStaleness == 0 {
+		c.MaxReadStaleness = DefaultMaxReadStaleness
+	}
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
+	}
+	if c.NodeCertValidity == 0 {
+		c.NodeCertValidity = DefaultNodeCertValidity
+	}
+	if c.CertRenewFraction == 0 {
+		c.CertRenewFraction = DefaultCertRenewFraction
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -184,6 +211,8 @@ type Cluster struct {
 
 	podIO PodIO // this node's agent, for Logs and Exec
 
+	sec security // live certificate and revocation list (rotate.go, revoke.go)
+
 	initResult     *InitResult
 	pendingSecrets *storepb.ClusterSecrets // --init: written once this node leads
 
@@ -225,6 +254,13 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		if c.creds, err = loadCredentials(cfg.DataDir); err != nil {
 			return nil, err
 		}
+		if cfg.ForceNewCluster {
+			if err := c.forceNewCluster(); err != nil {
+				return nil, err
+			}
+		}
+	case cfg.ForceNewCluster:
+		return nil, fmt.Errorf("--force-new-cluster: %s holds no node to recover: run it with the data directory of a surviving node", cfg.DataDir)
 	case cfg.Init:
 		if _, err := checkPodCIDR(cfg.PodCIDR); err != nil {
 			return nil, fmt.Errorf("--pod-cidr: %w", err)
@@ -258,6 +294,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		c.Close()
 		return nil, err
 	}
+	if err := c.setupSecurity(); err != nil {
+		return fail(err)
+	}
 	c.peers = newPeerClients(c.creds)
 	if err := c.listenAPI(); err != nil {
 		return fail(err)
@@ -286,6 +325,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		AdvertiseAddr: c.id.AdvertiseAddr,
 		AdvertisePort: c.id.GossipPort,
 		Key:           gossipKey,
+		Revoked:       c.sec.live.nodeRevoked,
 	}, c.log)
 	if err != nil {
 		c.members = nil
@@ -298,6 +338,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	go func() { defer c.wg.Done(); c.roleLoop(c.ctx) }()
 	go func() { defer c.wg.Done(); c.leadershipLoop(c.ctx) }()
 	go func() { defer c.wg.Done(); c.gossipJoinLoop(c.ctx) }()
+	c.startSecurityLoops()
 
 	if cfg.Init && !existing {
 		if err := c.finishInit(ctx); err != nil {
@@ -366,6 +407,9 @@ func saveIdentity(dir string, id identity) error {
 
 func loadCredentials(dir string) (NodeCredentials, error) {
 	var c NodeCredentials
+	if err := finishCertRenewal(dir); err != nil {
+		return c, err
+	}
 	var err error
 	read := func(name string) []byte {
 		if err != nil {
@@ -451,7 +495,7 @@ func (c *Cluster) initCluster() error {
 	if err != nil {
 		return err
 	}
-	certPEM, err := ca.SignNode(csrPEM, id.Name, c.certIPs(), nodeCertValidity)
+	certPEM, err := ca.SignNodeID(csrPEM, id.ID, id.Name, c.certIPs(), c.cfg.NodeCertValidity)
 	if err != nil {
 		return err
 	}
@@ -518,11 +562,9 @@ func (c *Cluster) finishInit(ctx context.Context) error {
 // a voter: long enough that a node flapping at start is not promoted.
 const promoteAfter = 2 * time.Second
 
-// Certificate lifetimes. Rotation before expiry is not built yet.
-const (
-	nodeCertValidity  = 365 * 24 * time.Hour
-	adminCertValidity = 365 * 24 * time.Hour
-)
+// adminCertValidity is the lifetime of the admin certificate --init issues
+// (node certificates: Config.NodeCertValidity, renewed by rotate.go).
+const adminCertValidity = 365 * 24 * time.Hour
 
 // caFromState loads the CA from the replicated secrets (only replicas have
 // them).
@@ -746,6 +788,7 @@ func (c *Cluster) runLeader(ctx context.Context) {
 	for {
 		c.reconcileRaftMembership()
 		c.reconcileNodes(ctx)
+		c.markVanishedNodes(ctx)
 		select {
 		case <-ctx.Done():
 			return

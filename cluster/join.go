@@ -136,6 +136,12 @@ func (j *joinServer) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinR
 	if req.NodeId == "" || req.NodeName == "" {
 		return nil, status.Error(codes.InvalidArgument, "node ID and name are required")
 	}
+	if c.sec.live.nodeRevoked(req.NodeId) {
+		return nil, status.Errorf(codes.PermissionDenied, "node ID %s was %v; a new node joins with a new ID", req.NodeId, ErrRevoked)
+	}
+	if m, ok := c.members.Member(req.NodeId); ok && m.Alive {
+		return nil, status.Errorf(codes.AlreadyExists, "node ID %s is already the ID of live node %q", req.NodeId, m.Meta.Name)
+	}
 	if !nodeNameRE.MatchString(req.NodeName) || len(req.NodeName) > 253 {
 		return nil, status.Errorf(codes.InvalidArgument, "node name %q: must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit", req.NodeName)
 	}
@@ -149,7 +155,7 @@ func (j *joinServer) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinR
 			return nil, status.Errorf(codes.AlreadyExists, "a live node named %q is already in the cluster; choose a --node-name", name)
 		}
 	}
-	cert, err := ca.SignNode(req.Csr, name, []net.IP{ip}, nodeCertValidity)
+	cert, err := ca.SignNodeID(req.Csr, req.NodeId, name, []net.IP{ip}, c.cfg.NodeCertValidity)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "certificate request: %v", err)
 	}

@@ -38,9 +38,13 @@ type Member struct {
 type membership struct {
 	ml      *memberlist.Memberlist
 	log     *slog.Logger
+	self    string
+	revoked func(id string) bool // nodes removed from the cluster
 	mu      sync.Mutex
 	members map[string]*Member
 	changed chan struct{} // signalled (never blocks) on every change
+	// ignoredLogged is when ignoring each removed node was last logged.
+	ignoredLogged map[string]time.Time
 
 	stop     chan struct{} // closed by shutdown: ends reconnectLoop
 	loopDone chan struct{}
@@ -54,10 +58,16 @@ type membershipConfig struct {
 	AdvertiseAddr string
 	AdvertisePort int
 	Key           []byte // AES-256 gossip key
+	// Revoked tells which node IDs were removed from the cluster: gossip
+	// about them being alive is ignored, so they cannot come back.
+	Revoked func(id string) bool
 }
 
 func startMembership(cfg membershipConfig, log *slog.Logger) (*membership, error) {
-	m := &membership{log: log, members: map[string]*Member{}, changed: make(chan struct{}, 1)}
+	m := &membership{log: log, self: cfg.NodeID, revoked: cfg.Revoked, members: map[string]*Member{}, changed: make(chan struct{}, 1)}
+	if m.revoked == nil {
+		m.revoked = func(string) bool { return false }
+	}
 	meta, err := json.Marshal(cfg.Meta)
 	if err != nil {
 		return nil, err
@@ -76,6 +86,7 @@ func startMembership(cfg membershipConfig, log *slog.Logger) (*membership, error
 	c.GossipVerifyOutgoing = true
 	c.Delegate = &metaDelegate{meta: meta}
 	c.Events = &memberEvents{m: m}
+	c.Alive = &aliveFilter{m: m}
 	c.LogOutput = memberlistLogWriter{log: log}
 	// Notice a dead node within a few seconds on a LAN.
 	c.ProbeInterval = 500 * time.Millisecond
@@ -194,6 +205,10 @@ func (m *membership) forget(id string) {
 func (m *membership) Changed() <-chan struct{} { return m.changed }
 
 func (m *membership) update(n *memberlist.Node, alive bool) {
+	if n.Name != m.self && m.revoked(n.Name) {
+		m.forget(n.Name)
+		return
+	}
 	var meta memberMeta
 	if err := json.Unmarshal(n.Meta, &meta); err != nil {
 		m.log.Warn("gossip metadata unreadable", "node", n.Name, "err", err)
@@ -233,6 +248,35 @@ func (d *metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil 
 func (d *metaDelegate) LocalState(join bool) []byte                { return nil }
 func (d *metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
+// aliveFilter makes memberlist ignore a removed node's claims to be alive,
+// whether it sends them itself (it still holds the gossip key) or another
+// member passes them on.
+type aliveFilter struct{ m *membership }
+
+// revokedGossipLogEvery bounds how often ignoring one removed node is logged.
+const revokedGossipLogEvery = 30 * time.Second
+
+func (a *aliveFilter) NotifyAlive(n *memberlist.Node) error {
+	if n.Name == a.m.self || !a.m.revoked(n.Name) {
+		return nil
+	}
+	now := time.Now()
+	a.m.mu.Lock()
+	if a.m.ignoredLogged == nil {
+		a.m.ignoredLogged = map[string]time.Time{}
+	}
+	last, seen := a.m.ignoredLogged[n.Name]
+	logIt := !seen || now.Sub(last) >= revokedGossipLogEvery
+	if logIt {
+		a.m.ignoredLogged[n.Name] = now
+	}
+	a.m.mu.Unlock()
+	if logIt {
+		a.m.log.Warn("refused a revoked node", "where", "gossip", "id", n.Name, "addr", net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))))
+	}
+	return fmt.Errorf("node %s was %w", n.Name, ErrRevoked)
+}
+
 type memberEvents struct{ m *membership }
 
 func (e *memberEvents) NotifyJoin(n *memberlist.Node)   { e.m.update(n, true) }
@@ -246,7 +290,9 @@ type memberlistLogWriter struct{ log *slog.Logger }
 func (w memberlistLogWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	switch {
-	case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[INFO]"):
+	case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[INFO]"),
+		// aliveFilter logs these itself, once in a while.
+		strings.Contains(line, ErrRevoked.Error()):
 		w.log.Debug(line, "component", "gossip")
 	case strings.Contains(line, "[ERR]"):
 		w.log.Error(line, "component", "gossip")

@@ -156,8 +156,9 @@ func (c *Cluster) reconcileNodes(ctx context.Context) {
 	}
 }
 
-// removeNode takes a node that is gone out of the cluster: out of raft, out
-// of the store, out of this leader's member list.
+// removeNode takes a node that is gone out of the cluster: onto the
+// revocation list, out of raft, out of the store, out of this leader's
+// member list.
 func (c *Cluster) removeNode(ctx context.Context, name string) error {
 	var id string
 	for _, m := range c.members.Members() {
@@ -179,6 +180,11 @@ func (c *Cluster) removeNode(ctx context.Context, name string) error {
 		return status.Error(codes.FailedPrecondition, "a node cannot remove itself")
 	}
 	if id != "" {
+		// Revoked first: from this commit on, every node refuses the
+		// removed node's certificates and gossip.
+		if err := c.revokeNode(ctx, id, name); err != nil {
+			return err
+		}
 		servers, err := c.raftServers()
 		if err != nil {
 			return status.Errorf(codes.Unavailable, "raft configuration: %v", err)

@@ -53,7 +53,12 @@ func (p *peerClients) conn(addr string) (*grpc.ClientConn, error) {
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
 		// A peer cut off mid-stream sends nothing, not even a reset: without
 		// pings a relayed watch would wait on it for ever.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}))
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}),
+		// Forwarded calls carry what the API port accepts, and their
+		// answers (a consistent list, a relayed watch) may be larger than
+		// grpc-go's 4 MiB default: a write committed on the leader must
+		// not come back as an error because its answer was too big.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(peerMaxRecvMsgSize), grpc.MaxCallSendMsgSize(apiMaxRecvMsgSize)))
 	if err != nil {
 		return nil, err
 	}

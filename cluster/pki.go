@@ -21,9 +21,11 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -38,8 +40,14 @@ const (
 	// pkiCAValidity is the lifetime of a cluster CA.
 	pkiCAValidity = 10 * 365 * 24 * time.Hour
 	// pkiBackdate moves NotBefore into the past so that a certificate is
-	// valid at once on a node whose clock is slightly behind the issuer's.
+	// valid at once on a node whose clock is slightly behind the issuer's;
+	// at most a tenth of the certificate's validity, so that the lifetime a
+	// renewal threshold is measured against stays close to the validity.
 	pkiBackdate = 5 * time.Minute
+	// pkiNodeIDPrefix starts the URI SAN that carries a node's ID in its
+	// certificate (urn:shoal:node:<id>): the revocation list names node IDs,
+	// which, unlike names, are never reused.
+	pkiNodeIDPrefix = "shoal:node:"
 	// pkiMaxNameLen bounds node and admin names (the length of a DNS name).
 	pkiMaxNameLen = 253
 
@@ -168,13 +176,35 @@ func NewNodeKey(nodeName string, ips []net.IP) (keyPEM, csrPEM []byte, err error
 // request's signature. The certificate is named by the arguments, not by the
 // request: CN nodeName, O shoal:nodes, server and client auth, and as subject
 // alternative names the given IPs, 127.0.0.1, ::1, nodeName and localhost.
-// Its lifetime is validity, cut to the CA's own expiry.
+// Its lifetime is validity, cut to the CA's own expiry. The certificate
+// carries no node ID; the cluster signs with SignNodeID.
 func (ca *CA) SignNode(csrPEM []byte, nodeName string, ips []net.IP, validity time.Duration) (certPEM []byte, err error) {
+	return ca.SignNodeID(csrPEM, "", nodeName, ips, validity)
+}
+
+// SignNodeID is SignNode for the node with ID nodeID, which the certificate
+// carries as the URI urn:shoal:node:<nodeID> (see NodeIDOf), so that
+// revoking the node revokes every certificate it was ever given.
+func (ca *CA) SignNodeID(csrPEM []byte, nodeID, nodeName string, ips []net.IP, validity time.Duration) (certPEM []byte, err error) {
+	if validity <= 0 {
+		return nil, fmt.Errorf("cannot sign a certificate for node %q: validity must be positive, got %v", nodeName, validity)
+	}
+	now := time.Now()
+	return ca.signNodeWindow(csrPEM, nodeID, nodeName, ips, now.Add(-min(pkiBackdate, validity/10)), now.Add(validity))
+}
+
+// signNodeWindow signs a node certificate valid from notBefore to notAfter
+// (cut to the CA's expiry); tests use it to make expired certificates.
+func (ca *CA) signNodeWindow(csrPEM []byte, nodeID, nodeName string, ips []net.IP, notBefore, notAfter time.Time) (certPEM []byte, err error) {
 	if err := pkiCheckName("node", nodeName); err != nil {
 		return nil, err
 	}
-	if validity <= 0 {
-		return nil, fmt.Errorf("cannot sign a certificate for node %q: validity must be positive, got %v", nodeName, validity)
+	var uris []*url.URL
+	if nodeID != "" {
+		if err := pkiCheckName("node ID", nodeID); err != nil {
+			return nil, err
+		}
+		uris = []*url.URL{{Scheme: "urn", Opaque: pkiNodeIDPrefix + nodeID}}
 	}
 	csr, err := pkiParseCSR(csrPEM)
 	if err != nil {
@@ -201,8 +231,9 @@ func (ca *CA) SignNode(csrPEM []byte, nodeName string, ips []net.IP, validity ti
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IPAddresses: allIPs,
 		DNSNames:    dnsNames,
+		URIs:        uris,
 	}
-	der, err := ca.pkiIssue(tmpl, csr.PublicKey, validity)
+	der, err := ca.pkiIssue(tmpl, csr.PublicKey, notBefore, notAfter)
 	if err != nil {
 		return nil, fmt.Errorf("signing the certificate of node %q: %w", nodeName, err)
 	}
@@ -212,22 +243,24 @@ func (ca *CA) SignNode(csrPEM []byte, nodeName string, ips []net.IP, validity ti
 // IssueAdmin creates a key and a client certificate for an administrator
 // (CN name, O shoal:admins, client auth only).
 func (ca *CA) IssueAdmin(name string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
-	if err := pkiCheckName("admin", name); err != nil {
-		return nil, nil, err
-	}
 	if validity <= 0 {
 		return nil, nil, fmt.Errorf("cannot issue a certificate for admin %q: validity must be positive, got %v", name, validity)
+	}
+	now := time.Now()
+	return ca.issueAdminWindow(name, now.Add(-min(pkiBackdate, validity/10)), now.Add(validity))
+}
+
+// issueAdminWindow is IssueAdmin with a certificate valid from notBefore to
+// notAfter (cut to the CA's expiry); tests use it to make expired ones.
+func (ca *CA) issueAdminWindow(name string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
+	if err := pkiCheckName("admin", name); err != nil {
+		return nil, nil, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generating the admin key: %w", err)
 	}
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: name, Organization: []string{OrgAdmins}},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := ca.pkiIssue(tmpl, &key.PublicKey, validity)
+	der, err := ca.pkiIssue(pkiAdminTemplate(name), &key.PublicKey, notBefore, notAfter)
 	if err != nil {
 		return nil, nil, fmt.Errorf("signing the certificate of admin %q: %w", name, err)
 	}
@@ -238,25 +271,62 @@ func (ca *CA) IssueAdmin(name string, validity time.Duration) (certPEM, keyPEM [
 	return pem.EncodeToMemory(&pem.Block{Type: pkiPEMCert, Bytes: der}), keyPEM, nil
 }
 
-// pkiIssue fills in serial and validity and signs tmpl for pub with the CA.
-func (ca *CA) pkiIssue(tmpl *x509.Certificate, pub crypto.PublicKey, validity time.Duration) ([]byte, error) {
+// SignAdmin issues an administrator certificate, as IssueAdmin does, for
+// the key in csrPEM (whose holder keeps the key to itself).
+func (ca *CA) SignAdmin(csrPEM []byte, name string, validity time.Duration) (certPEM []byte, err error) {
+	if err := pkiCheckName("admin", name); err != nil {
+		return nil, err
+	}
+	if validity <= 0 {
+		return nil, fmt.Errorf("cannot sign a certificate for admin %q: validity must be positive, got %v", name, validity)
+	}
+	csr, err := pkiParseCSR(csrPEM)
+	if err != nil {
+		return nil, fmt.Errorf("cannot sign a certificate for admin %q: %w", name, err)
+	}
+	if err := pkiCheckPublicKey(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("cannot sign a certificate for admin %q: %w", name, err)
+	}
+	now := time.Now()
+	der, err := ca.pkiIssue(pkiAdminTemplate(name), csr.PublicKey, now.Add(-min(pkiBackdate, validity/10)), now.Add(validity))
+	if err != nil {
+		return nil, fmt.Errorf("signing the certificate of admin %q: %w", name, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: pkiPEMCert, Bytes: der}), nil
+}
+
+// pkiAdminTemplate names an administrator: CN name, O shoal:admins, client
+// authentication only.
+func pkiAdminTemplate(name string) *x509.Certificate {
+	return &x509.Certificate{
+		Subject:     pkix.Name{CommonName: name, Organization: []string{OrgAdmins}},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+}
+
+// pkiIssue fills in serial and validity (notBefore to notAfter, cut to the
+// CA's own expiry) and signs tmpl for pub with the CA.
+func (ca *CA) pkiIssue(tmpl *x509.Certificate, pub crypto.PublicKey, notBefore, notAfter time.Time) ([]byte, error) {
 	if ca == nil || ca.Cert == nil || ca.Key == nil {
 		return nil, errors.New("the cluster CA is not loaded")
+	}
+	if !notAfter.After(notBefore) {
+		return nil, fmt.Errorf("certificate would expire (%s) before it is valid (%s)",
+			notAfter.UTC().Format(time.RFC3339), notBefore.UTC().Format(time.RFC3339))
 	}
 	serial, err := pkiSerial()
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	notAfter := now.Add(validity)
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
 	}
-	if !notAfter.After(now) {
+	if !ca.Cert.NotAfter.After(time.Now()) {
 		return nil, fmt.Errorf("the cluster CA expired on %s", ca.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	tmpl.SerialNumber = serial
-	tmpl.NotBefore = now.Add(-pkiBackdate)
+	tmpl.NotBefore = notBefore
 	tmpl.NotAfter = notAfter
 	tmpl.BasicConstraintsValid = true
 	tmpl.IsCA = false
@@ -280,6 +350,20 @@ func PeerIdentity(cert *x509.Certificate) (name string, isNode, isAdmin bool) {
 	return cert.Subject.CommonName,
 		slices.Contains(cert.Subject.Organization, OrgNodes),
 		slices.Contains(cert.Subject.Organization, OrgAdmins)
+}
+
+// NodeIDOf returns the node ID a node certificate carries (see SignNodeID),
+// or "" for a certificate without one.
+func NodeIDOf(cert *x509.Certificate) string {
+	if cert == nil {
+		return ""
+	}
+	for _, u := range cert.URIs {
+		if u.Scheme == "urn" && strings.HasPrefix(u.Opaque, pkiNodeIDPrefix) {
+			return strings.TrimPrefix(u.Opaque, pkiNodeIDPrefix)
+		}
+	}
+	return ""
 }
 
 // NewGossipKey returns a random 32-byte key, which makes memberlist encrypt

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoalproj/shoal/api"
 	"github.com/shoalproj/shoal/cluster/storepb"
 )
 
@@ -58,16 +59,24 @@ func (c *Cluster) propose(ctx context.Context, txn *storepb.Txn) (*storepb.TxnRe
 	}
 }
 
-// batchLoop turns queued proposals into raft entries.
+// batchLoop turns queued proposals into raft entries. Two transactions
+// that change the same object never share an entry: the second waits for
+// the next one. Every change of an object so has a resourceVersion (raft
+// index) of its own, and a write naming the version of a change that was
+// since overwritten fails with a conflict, as it must.
 func (c *Cluster) batchLoop(ctx context.Context) {
 	inFlight := make(chan struct{}, maxEntriesInFlight)
+	var held []*proposal // for the next entry: they touch an object of this one
 	for {
-		var batch []*proposal
-		select {
-		case <-ctx.Done():
-			return
-		case p := <-c.proposals:
-			batch = append(batch, p)
+		pending := held
+		held = nil
+		if len(pending) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case p := <-c.proposals:
+				pending = append(pending, p)
+			}
 		}
 		// Wait for room before draining: while entries are in flight, the
 		// writes that arrive meanwhile join this batch.
@@ -76,11 +85,33 @@ func (c *Cluster) batchLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+		var batch []*proposal
+		touched := map[string]bool{}
+		take := func(p *proposal) {
+			keys := txnKeys(p.txn)
+			for _, k := range keys {
+				if touched[k] {
+					held = append(held, p)
+					return
+				}
+			}
+			if len(batch) >= maxTxnsPerEntry {
+				held = append(held, p)
+				return
+			}
+			for _, k := range keys {
+				touched[k] = true
+			}
+			batch = append(batch, p)
+		}
+		for _, p := range pending {
+			take(p)
+		}
 	drain:
-		for len(batch) < maxTxnsPerEntry {
+		for len(batch) < maxTxnsPerEntry && len(held) < maxTxnsPerEntry {
 			select {
 			case p := <-c.proposals:
-				batch = append(batch, p)
+				take(p)
 			default:
 				break drain
 			}
@@ -127,4 +158,20 @@ func (c *Cluster) batchLoop(ctx context.Context) {
 			}
 		}()
 	}
+}
+
+// txnKeys names the objects a transaction changes (kind/namespace/name).
+func txnKeys(t *storepb.Txn) []string {
+	keys := make([]string, 0, len(t.Ops))
+	for _, op := range t.Ops {
+		switch op.Type {
+		case storepb.Op_DELETE:
+			keys = append(keys, op.Kind+"/"+api.Key(op.Namespace, op.Name))
+		default:
+			if r := op.Object.Resource(); r != nil {
+				keys = append(keys, api.KindOf(r)+"/"+api.KeyOf(r))
+			}
+		}
+	}
+	return keys
 }

@@ -57,9 +57,11 @@ func newTLSStreamLayer(bind string, advertise net.Addr, creds NodeCredentials) (
 	return &tlsStreamLayer{ln: ln, advertise: advertise, creds: creds}, nil
 }
 
-func (t *tlsStreamLayer) Accept() (net.Conn, error) { return t.ln.Accept() }
-func (t *tlsStreamLayer) Close() error              { return t.ln.Close() }
-func (t *tlsStreamLayer) Addr() net.Addr            { return t.advertise }
+func (t *tlsStreamLayer) Accept() (net.Conn, error) {
+	return t.creds.guardConn("raft server")(t.ln.Accept())
+}
+func (t *tlsStreamLayer) Close() error   { return t.ln.Close() }
+func (t *tlsStreamLayer) Addr() net.Addr { return t.advertise }
 
 func (t *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	cfg, err := PeerClientTLSFor(t.creds, string(address))
@@ -67,7 +69,7 @@ func (t *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 		return nil, err
 	}
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: cfg}
-	return d.Dial("tcp", string(address))
+	return t.creds.guardConn("raft client")(d.Dial("tcp", string(address)))
 }
 
 // raftNode is the raft instance with its stores.
@@ -88,10 +90,15 @@ func openRaft(dir, nodeID, bind string, advertise net.Addr, creds NodeCredential
 	if err != nil {
 		return nil, fmt.Errorf("raft log store: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger)
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("raft snapshot store: %w", err)
+	}
+	snaps, err := newOwnerOnlySnapshots(fileSnaps, dir) // snapshots hold the CA key
+	if err != nil {
+		store.Close()
+		return nil, err
 	}
 	layer, err := newTLSStreamLayer(bind, advertise, creds)
 	if err != nil {

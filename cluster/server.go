@@ -281,6 +281,9 @@ func (s *apiServer) Get(ctx context.Context, req *api.GetRequest) (*api.Object, 
 			s.c.replicaFailed(err)
 			return out, err
 		}
+		if err := s.c.checkReadStaleness(ctx); err != nil {
+			return nil, err
+		}
 		return read()
 	}
 	var out *api.Object
@@ -336,6 +339,9 @@ func (s *apiServer) List(ctx context.Context, req *api.ListRequest) (*api.ListRe
 			out, err := cl.List(fctx, req)
 			s.c.replicaFailed(err)
 			return out, err
+		}
+		if err := s.c.checkReadStaleness(ctx); err != nil {
+			return nil, err
 		}
 		return read(), nil
 	}

@@ -33,6 +33,12 @@ type NodeCredentials struct {
 	CertPEM []byte
 	KeyPEM  []byte
 	CAPEM   []byte
+
+	// live is set on the credentials of a running node: configurations
+	// built from them present the node's current certificate (replaced
+	// when it is renewed, see rotate.go) rather than CertPEM, and refuse
+	// peers whose certificates are revoked (see revoke.go).
+	live *liveTLS
 }
 
 // Certificate returns the node's key pair with the chain leaf, CA: a joining
@@ -88,13 +94,15 @@ func APIServerTLS(c NodeCredentials) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{"h2", "http/1.1"},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    pool,
-	}, nil
+	cfg := &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: tlsServerCert(cert),
+		NextProtos:     []string{"h2", "http/1.1"},
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      pool,
+	}
+	c.withRevocation(cfg, "API")
+	return cfg, nil
 }
 
 // PeerServerTLS is the configuration of the raft listener: the client must
@@ -104,13 +112,15 @@ func PeerServerTLS(c NodeCredentials) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:       tls.VersionTLS13,
-		Certificates:     []tls.Certificate{cert},
+		GetCertificate:   tlsServerCert(cert),
 		ClientAuth:       tls.RequireAndVerifyClientCert,
 		ClientCAs:        pool,
 		VerifyConnection: tlsRequireNode("raft client"),
-	}, nil
+	}
+	c.withRevocation(cfg, "raft server")
+	return cfg, nil
 }
 
 // PeerClientTLS is the configuration for dialling another node's raft port:
@@ -122,12 +132,14 @@ func PeerClientTLS(c NodeCredentials) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:           tls.VersionTLS13,
 		RootCAs:              pool,
 		GetClientCertificate: tlsAlwaysPresent(cert),
 		VerifyConnection:     tlsRequireNode("raft server"),
-	}, nil
+	}
+	c.withRevocation(cfg, "raft client")
+	return cfg, nil
 }
 
 // PeerClientTLSFor is PeerClientTLS with ServerName set to the host of addr
@@ -154,13 +166,15 @@ func NodeClientTLS(c NodeCredentials) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:           tls.VersionTLS13,
 		RootCAs:              pool,
 		GetClientCertificate: tlsAlwaysPresent(cert),
 		NextProtos:           []string{"h2"},
 		VerifyConnection:     tlsRequireNode("API server"),
-	}, nil
+	}
+	c.withRevocation(cfg, "API client")
+	return cfg, nil
 }
 
 // JoinClientTLS is the configuration of a joining node, which has no CA yet,
@@ -207,24 +221,44 @@ func WithRevocationCheck(cfg *tls.Config, check func(cert *x509.Certificate) err
 	}
 }
 
-func tlsLoad(c NodeCredentials) (tls.Certificate, *x509.CertPool, error) {
-	cert, err := c.Certificate()
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
+// tlsLoad returns the source of the certificate to present (the node's
+// current one for a running node, else the one in c) and the CA pool.
+func tlsLoad(c NodeCredentials) (func() *tls.Certificate, *x509.CertPool, error) {
 	pool, err := c.CAPool()
 	if err != nil {
-		return tls.Certificate{}, nil, err
+		return nil, nil, err
 	}
-	return cert, pool, nil
+	if c.live != nil {
+		return c.live.current, pool, nil
+	}
+	cert, err := c.Certificate()
+	if err != nil {
+		return nil, nil, err
+	}
+	return func() *tls.Certificate { return &cert }, pool, nil
+}
+
+// withRevocation makes cfg refuse peers on the cluster's revocation list
+// when c belongs to a running node.
+func (c NodeCredentials) withRevocation(cfg *tls.Config, where string) {
+	if c.live != nil {
+		WithRevocationCheck(cfg, c.live.checker(where))
+	}
+}
+
+// tlsServerCert presents the certificate cert returns at each handshake.
+func tlsServerCert(cert func() *tls.Certificate) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return cert(), nil
+	}
 }
 
 // tlsAlwaysPresent sends the node's certificate whatever CAs the server says
 // it accepts, so that a server of another cluster refuses it loudly instead of
 // seeing a client without a certificate.
-func tlsAlwaysPresent(cert tls.Certificate) func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+func tlsAlwaysPresent(cert func() *tls.Certificate) func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	return func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-		return &cert, nil
+		return cert(), nil
 	}
 }
 

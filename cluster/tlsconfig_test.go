@@ -398,7 +398,7 @@ func TestTLSNodeClientRefusesNonNodeServer(t *testing.T) {
 		Subject:     pkix.Name{CommonName: "impostor", Organization: []string{"someone"}},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}, &key.PublicKey, time.Hour)
+	}, &key.PublicKey, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

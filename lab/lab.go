@@ -370,6 +370,29 @@ func (l *Lab) Running(i int) bool {
 	}
 }
 
+// Pause stops host i's agent with SIGSTOP, as a process that hangs (a long
+// GC pause, a VM frozen): its connections stay open and nothing answers.
+// Resume continues it with SIGCONT. Only the agent is signalled, not its
+// containerd.
+func (l *Lab) Pause(i int) error { return l.signalAgent(i, syscall.SIGSTOP) }
+
+// Resume undoes Pause.
+func (l *Lab) Resume(i int) error { return l.signalAgent(i, syscall.SIGCONT) }
+
+func (l *Lab) signalAgent(i int, sig syscall.Signal) error {
+	h := l.Host(i)
+	h.mu.Lock()
+	proc := h.proc
+	h.mu.Unlock()
+	if proc == nil {
+		return fmt.Errorf("lab: host %d runs no agent to send %v", i, sig)
+	}
+	if err := syscall.Kill(proc.Pid, sig); err != nil {
+		return fmt.Errorf("lab: %v to the agent of host %d: %w", sig, i, err)
+	}
+	return nil
+}
+
 // Cut takes host i off the lab network (its veth down in the root
 // namespace); Heal brings it back.
 func (l *Lab) Cut(i int) error { return setLink(l.Host(i).Veth, false) }

@@ -383,12 +383,15 @@ func (x *TxnResult) GetObjects() []*api.Object {
 }
 
 type ClusterSecrets struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	CaCert        []byte                 `protobuf:"bytes,2,opt,name=ca_cert,json=caCert,proto3" json:"ca_cert,omitempty"`
-	CaKey         []byte                 `protobuf:"bytes,3,opt,name=ca_key,json=caKey,proto3" json:"ca_key,omitempty"`
-	JoinSecret    string                 `protobuf:"bytes,4,opt,name=join_secret,json=joinSecret,proto3" json:"join_secret,omitempty"`
-	GossipKey     []byte                 `protobuf:"bytes,5,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId  string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	CaCert     []byte                 `protobuf:"bytes,2,opt,name=ca_cert,json=caCert,proto3" json:"ca_cert,omitempty"`
+	CaKey      []byte                 `protobuf:"bytes,3,opt,name=ca_key,json=caKey,proto3" json:"ca_key,omitempty"`
+	JoinSecret string                 `protobuf:"bytes,4,opt,name=join_secret,json=joinSecret,proto3" json:"join_secret,omitempty"`
+	GossipKey  []byte                 `protobuf:"bytes,5,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	// Nodes removed from the cluster (`shoal node rm`): every node refuses
+	// their certificates on raft, the API and renewal, and their gossip.
+	RevokedNodes  []*RevokedNode `protobuf:"bytes,6,rep,name=revoked_nodes,json=revokedNodes,proto3" json:"revoked_nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -458,6 +461,76 @@ func (x *ClusterSecrets) GetGossipKey() []byte {
 	return nil
 }
 
+func (x *ClusterSecrets) GetRevokedNodes() []*RevokedNode {
+	if x != nil {
+		return x.RevokedNodes
+	}
+	return nil
+}
+
+// RevokedNode is one node removed from the cluster. Its certificates carry
+// its ID (a URI SAN urn:shoal:node:<id>); certificates from before node IDs
+// were written into them are refused by name when issued before revocation.
+type RevokedNode struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	NodeId          string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	RevokedUnixNano int64                  `protobuf:"varint,3,opt,name=revoked_unix_nano,json=revokedUnixNano,proto3" json:"revoked_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RevokedNode) Reset() {
+	*x = RevokedNode{}
+	mi := &file_store_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedNode) ProtoMessage() {}
+
+func (x *RevokedNode) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedNode.ProtoReflect.Descriptor instead.
+func (*RevokedNode) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RevokedNode) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RevokedNode) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokedNode) GetRevokedUnixNano() int64 {
+	if x != nil {
+		return x.RevokedUnixNano
+	}
+	return 0
+}
+
 // ClusterSettings are chosen at --init and the same for every node.
 type ClusterSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -477,7 +550,7 @@ type ClusterSettings struct {
 
 func (x *ClusterSettings) Reset() {
 	*x = ClusterSettings{}
-	mi := &file_store_proto_msgTypes[5]
+	mi := &file_store_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +562,7 @@ func (x *ClusterSettings) String() string {
 func (*ClusterSettings) ProtoMessage() {}
 
 func (x *ClusterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[5]
+	mi := &file_store_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +575,7 @@ func (x *ClusterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSettings.ProtoReflect.Descriptor instead.
 func (*ClusterSettings) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{5}
+	return file_store_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClusterSettings) GetPodCidr() string {
@@ -546,7 +619,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_store_proto_msgTypes[6]
+	mi := &file_store_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +631,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[6]
+	mi := &file_store_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +644,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{6}
+	return file_store_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SnapshotHeader) GetIndex() uint64 {
@@ -637,7 +710,7 @@ const file_store_proto_rawDesc = "" +
 	"\tTxnResult\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12*\n" +
-	"\aobjects\x18\x03 \x03(\v2\x10.shoal.v1.ObjectR\aobjects\"\x9f\x01\n" +
+	"\aobjects\x18\x03 \x03(\v2\x10.shoal.v1.ObjectR\aobjects\"\xe1\x01\n" +
 	"\x0eClusterSecrets\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
@@ -646,7 +719,12 @@ const file_store_proto_rawDesc = "" +
 	"\vjoin_secret\x18\x04 \x01(\tR\n" +
 	"joinSecret\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"\xa8\x01\n" +
+	"gossip_key\x18\x05 \x01(\fR\tgossipKey\x12@\n" +
+	"\rrevoked_nodes\x18\x06 \x03(\v2\x1b.shoal.store.v1.RevokedNodeR\frevokedNodes\"f\n" +
+	"\vRevokedNode\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
+	"\x11revoked_unix_nano\x18\x03 \x01(\x03R\x0frevokedUnixNano\"\xa8\x01\n" +
 	"\x0fClusterSettings\x12\x19\n" +
 	"\bpod_cidr\x18\x01 \x01(\tR\apodCidr\x12!\n" +
 	"\fservice_cidr\x18\x02 \x01(\tR\vserviceCidr\x12/\n" +
@@ -671,7 +749,7 @@ func file_store_proto_rawDescGZIP() []byte {
 }
 
 var file_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_store_proto_goTypes = []any{
 	(Op_Type)(0),            // 0: shoal.store.v1.Op.Type
 	(*Command)(nil),         // 1: shoal.store.v1.Command
@@ -679,25 +757,27 @@ var file_store_proto_goTypes = []any{
 	(*Op)(nil),              // 3: shoal.store.v1.Op
 	(*TxnResult)(nil),       // 4: shoal.store.v1.TxnResult
 	(*ClusterSecrets)(nil),  // 5: shoal.store.v1.ClusterSecrets
-	(*ClusterSettings)(nil), // 6: shoal.store.v1.ClusterSettings
-	(*SnapshotHeader)(nil),  // 7: shoal.store.v1.SnapshotHeader
-	(*api.Object)(nil),      // 8: shoal.v1.Object
+	(*RevokedNode)(nil),     // 6: shoal.store.v1.RevokedNode
+	(*ClusterSettings)(nil), // 7: shoal.store.v1.ClusterSettings
+	(*SnapshotHeader)(nil),  // 8: shoal.store.v1.SnapshotHeader
+	(*api.Object)(nil),      // 9: shoal.v1.Object
 }
 var file_store_proto_depIdxs = []int32{
-	2, // 0: shoal.store.v1.Command.txns:type_name -> shoal.store.v1.Txn
-	3, // 1: shoal.store.v1.Txn.ops:type_name -> shoal.store.v1.Op
-	5, // 2: shoal.store.v1.Txn.set_secrets:type_name -> shoal.store.v1.ClusterSecrets
-	6, // 3: shoal.store.v1.Txn.set_settings:type_name -> shoal.store.v1.ClusterSettings
-	0, // 4: shoal.store.v1.Op.type:type_name -> shoal.store.v1.Op.Type
-	8, // 5: shoal.store.v1.Op.object:type_name -> shoal.v1.Object
-	8, // 6: shoal.store.v1.TxnResult.objects:type_name -> shoal.v1.Object
-	5, // 7: shoal.store.v1.SnapshotHeader.secrets:type_name -> shoal.store.v1.ClusterSecrets
-	6, // 8: shoal.store.v1.SnapshotHeader.settings:type_name -> shoal.store.v1.ClusterSettings
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	2,  // 0: shoal.store.v1.Command.txns:type_name -> shoal.store.v1.Txn
+	3,  // 1: shoal.store.v1.Txn.ops:type_name -> shoal.store.v1.Op
+	5,  // 2: shoal.store.v1.Txn.set_secrets:type_name -> shoal.store.v1.ClusterSecrets
+	7,  // 3: shoal.store.v1.Txn.set_settings:type_name -> shoal.store.v1.ClusterSettings
+	0,  // 4: shoal.store.v1.Op.type:type_name -> shoal.store.v1.Op.Type
+	9,  // 5: shoal.store.v1.Op.object:type_name -> shoal.v1.Object
+	9,  // 6: shoal.store.v1.TxnResult.objects:type_name -> shoal.v1.Object
+	6,  // 7: shoal.store.v1.ClusterSecrets.revoked_nodes:type_name -> shoal.store.v1.RevokedNode
+	5,  // 8: shoal.store.v1.SnapshotHeader.secrets:type_name -> shoal.store.v1.ClusterSecrets
+	7,  // 9: shoal.store.v1.SnapshotHeader.settings:type_name -> shoal.store.v1.ClusterSettings
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_store_proto_init() }
@@ -711,7 +791,7 @@ func file_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_proto_rawDesc), len(file_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

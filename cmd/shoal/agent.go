@@ -40,7 +40,8 @@ func newAgentCommand() *cobra.Command {
 
   shoal agent --init --advertise-addr 192.168.56.11      # create a cluster
   shoal agent --join 192.168.56.11:7443 --token SHOAL-1-...   # join it
-  shoal agent                                             # restart from --data-dir`,
+  shoal agent                                             # restart from --data-dir
+  shoal agent --force-new-cluster   # a survivor of a lost majority of voters becomes the only voter`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cfg.Init && cfg.Join != "" {
@@ -48,6 +49,9 @@ func newAgentCommand() *cobra.Command {
 			}
 			if st := cfg.Controllers.Strategy; st != scheduler.Spread && st != scheduler.Binpack {
 				return fmt.Errorf("--scheduling-strategy %q: spread or binpack", st)
+			}
+			if cfg.ForceNewCluster && (cfg.Init || cfg.Join != "") {
+				return fmt.Errorf("--force-new-cluster restarts a node from its data directory: it excludes --init and --join")
 			}
 			if cfg.Join != "" && cfg.Token == "" {
 				return fmt.Errorf("--join needs --token (print it with `shoal token` on a node of the cluster)")
@@ -88,6 +92,9 @@ func newAgentCommand() *cobra.Command {
 	f.BoolVar(&cfg.Init, "init", false, "create a new cluster with this node as its first member")
 	f.StringVar(&cfg.Join, "join", "", "join the cluster of the node whose API is at HOST:PORT")
 	f.StringVar(&cfg.Token, "token", "", "join token (SHOAL-1-...), printed by --init and by `shoal token`")
+	f.BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false, "disaster recovery, on a survivor of a lost majority of voters: restart this node as the only voter of its cluster, "+
+		"keeping all the data it holds; others join it again with the token. Wipe the lost nodes' data before they come back. "+
+		"One-shot: ignored once applied while <data-dir>/force-new-cluster.json exists")
 	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "IP address other nodes reach this node at (default: the first private address)")
 	f.StringVar(&cfg.BindAddr, "bind-addr", "", "IP address to listen on (default: --advertise-addr)")
 	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/shoal", "directory for this node's state")
@@ -97,6 +104,7 @@ func newAgentCommand() *cobra.Command {
 	f.IntVar(&cfg.RaftPort, "raft-port", cluster.DefaultRaftPort, "port of raft")
 	f.IntVar(&cfg.MaxReplicas, "max-replicas", 9, "most nodes that hold the raft log (voters and non-voters)")
 	f.DurationVar(&cfg.Stabilization, "stabilization", 10*time.Second, "how long a voter must be gone before another node replaces it")
+	f.DurationVar(&cfg.NodeCertValidity, "node-cert-validity", cluster.DefaultNodeCertValidity, "while leading: the lifetime of the node certificates this node signs (nodes renew theirs after 2/3 of it)")
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", cluster.DefaultPodCIDR, "with --init: the CIDR pods get addresses from; each node leases a /24 of it")
 	f.StringVar((*string)(&cfg.Controllers.Strategy), "scheduling-strategy", "spread", "with --init: how the scheduler places pods on the nodes that fit: spread (least loaded first) or binpack (most loaded first)")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", cluster.DefaultServiceCIDR, "with --init: the CIDR services get virtual IPs from")

@@ -128,6 +128,8 @@ func newRootCommand() *cobra.Command {
 		newLabCommand(g),
 		newRolloutCommand(g),
 		newScaleCommand(g),
+		newSnapshotCommand(g),
+		newAdminCertCommand(g),
 	)
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root

@@ -41,7 +41,10 @@ func newNodeRmCommand(g *globals) *cobra.Command {
 		Aliases: []string{"remove"},
 		Short:   "Remove nodes from the cluster",
 		Long: `Remove nodes from the cluster: their raft membership, their node object,
-and the pods bound to them (which are then placed elsewhere).`,
+and the pods bound to them (which are then placed elsewhere). A removed node's
+certificates are revoked: every node refuses it on raft and the API, and
+ignores its gossip, even if it comes back with its data directory. To bring
+the machine back, wipe its data directory and join it again.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()

@@ -200,6 +200,12 @@ func (l *Lab) PowerOff(i int) { l.t.Helper(); l.check(l.Lab.PowerOff(i)) }
 // data directory alone.
 func (l *Lab) Restart(i int) { l.t.Helper(); l.check(l.Lab.Restart(i)) }
 
+// Pause stops host i's agent with SIGSTOP; Resume continues it (SIGCONT).
+func (l *Lab) Pause(i int) { l.t.Helper(); l.check(l.Lab.Pause(i)) }
+
+// Resume undoes Pause.
+func (l *Lab) Resume(i int) { l.t.Helper(); l.check(l.Lab.Resume(i)) }
+
 // Cut takes host i off the lab network (its veth down).
 func (l *Lab) Cut(i int) { l.t.Helper(); l.check(l.Lab.Cut(i)) }
 
