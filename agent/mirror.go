@@ -8,16 +8,13 @@ import (
 	"github.com/shoalproj/shoal/api"
 )
 
-// mirrorResync bounds the life of one watch: the mirror lists again after
-// it, which also puts back anything a missed event would have left wrong.
-const mirrorResync = 5 * time.Minute
-
 // mirrorKind keeps a copy of every object of kind, by key, until ctx
 // ends: a list, then a watch from the list's resourceVersion, and a list
-// again when the watch breaks. onChange gets the whole set after the list
-// and after each event; it runs on mirrorKind's goroutine and must not
-// keep the map.
-func mirrorKind(ctx context.Context, client api.ShoalClient, kind string, log *slog.Logger, onChange func(map[string]api.Resource)) {
+// again when the watch breaks or resync has passed (which also puts back
+// whatever a missed event, or someone else, left wrong). onChange gets the
+// whole set after the list and after each event; it runs on mirrorKind's
+// goroutine and must not keep the map.
+func mirrorKind(ctx context.Context, client api.ShoalClient, kind string, resync time.Duration, log *slog.Logger, onChange func(map[string]api.Resource)) {
 	for ctx.Err() == nil {
 		err := func() error {
 			list, err := client.List(ctx, &api.ListRequest{Kind: kind})
@@ -31,7 +28,7 @@ func mirrorKind(ctx context.Context, client api.ShoalClient, kind string, log *s
 				}
 			}
 			onChange(objs)
-			wctx, cancel := context.WithTimeout(ctx, mirrorResync)
+			wctx, cancel := context.WithTimeout(ctx, resync)
 			defer cancel()
 			w, err := client.Watch(wctx, &api.WatchRequest{Kind: kind, ResourceVersion: list.ResourceVersion})
 			if err != nil {

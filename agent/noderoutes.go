@@ -46,55 +46,17 @@ const nodeRoutesResync = 30 * time.Second
 // a list, then a watch; again from a list when the watch breaks.
 func syncNodeRoutes(ctx context.Context, client api.ShoalClient, self string, routes routeSyncer, log *slog.Logger) {
 	var last error
-	sync := func(nodes map[string]*api.Node) {
-		list := make([]*api.Node, 0, len(nodes))
-		for _, n := range nodes {
-			list = append(list, n)
+	mirrorKind(ctx, client, "Node", nodeRoutesResync, log, func(objs map[string]api.Resource) {
+		list := make([]*api.Node, 0, len(objs))
+		for _, r := range objs {
+			if n, ok := r.(*api.Node); ok {
+				list = append(list, n)
+			}
 		}
 		err := routes.SyncRoutes(wantedPeers(self, list))
 		if err != nil && (last == nil || err.Error() != last.Error()) {
 			log.Warn("routes to other nodes' pods", "err", err)
 		}
 		last = err
-	}
-	for ctx.Err() == nil {
-		err := func() error {
-			list, err := client.List(ctx, &api.ListRequest{Kind: "Node"})
-			if err != nil {
-				return err
-			}
-			nodes := map[string]*api.Node{}
-			for _, o := range list.Items {
-				nodes[o.GetNode().GetMetadata().GetName()] = o.GetNode()
-			}
-			sync(nodes)
-			wctx, cancel := context.WithTimeout(ctx, nodeRoutesResync)
-			defer cancel()
-			w, err := client.Watch(wctx, &api.WatchRequest{Kind: "Node", ResourceVersion: list.ResourceVersion})
-			if err != nil {
-				return err
-			}
-			for {
-				ev, err := w.Recv()
-				if err != nil {
-					return err
-				}
-				n := ev.GetObject().GetNode()
-				if ev.Type == "DELETED" {
-					delete(nodes, n.GetMetadata().GetName())
-				} else {
-					nodes[n.GetMetadata().GetName()] = n
-				}
-				sync(nodes)
-			}
-		}()
-		if ctx.Err() != nil {
-			return
-		}
-		log.Debug("node routes: list again", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
+	})
 }

@@ -30,6 +30,10 @@ const (
 // (nftables) or put the virtual IPs on (userspace).
 const LBLink = "shoal-lb0"
 
+// servicesResync is how often the Services and Endpoints are listed
+// again from scratch: the dataplane is synced then too.
+const servicesResync = 5 * time.Minute
+
 // DefaultClusterDomain is the DNS domain of service names.
 const DefaultClusterDomain = "cluster.local"
 
@@ -173,7 +177,7 @@ func runServices(ctx context.Context, c *cluster.Cluster, cfg ServicesConfig, se
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			mirrorKind(mctx, client, kind, log, func(objs map[string]api.Resource) { set.set(kind, objs) })
+			mirrorKind(mctx, client, kind, servicesResync, log, func(objs map[string]api.Resource) { set.set(kind, objs) })
 		}()
 	}
 
