@@ -26,8 +26,9 @@ const (
 	LBModeNone      = "none"
 )
 
-// LBLink is the dummy link the dataplanes route the service CIDR through
-// (nftables) or put the virtual IPs on (userspace).
+// LBLink is the link (a dummy, or a bridge without ports on kernels without
+// the dummy driver) the dataplanes route the service CIDR through
+// (nftables, lb/nft's LinkName) or put the virtual IPs on (userspace).
 const LBLink = "shoal-lb0"
 
 // servicesResync is how often the Services and Endpoints are listed
