@@ -17,6 +17,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoalproj/shoal/internal/netnsrun"
 )
 
 // The tests below never touch the machine's own network namespace: each
@@ -141,7 +143,7 @@ func (l *lab) network(cfg Config) *CNI {
 func (l *lab) networkAt(ns netns.NsHandle, cfg Config) *CNI {
 	l.t.Helper()
 	var n *CNI
-	err := inNetNS(ns, func() error {
+	err := netnsrun.Run(ns, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
 		var err error
@@ -185,7 +187,7 @@ func (l *lab) open(path string) netns.NsHandle {
 func (l *lab) anonNS() netns.NsHandle {
 	l.t.Helper()
 	var ns netns.NsHandle
-	err := inNetNS(l.host, func() error {
+	err := netnsrun.Run(l.host, func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			return err
 		}
@@ -205,7 +207,7 @@ func (l *lab) anonNS() netns.NsHandle {
 func (l *lab) serve(ns netns.NsHandle, addr string) {
 	l.t.Helper()
 	var ln net.Listener
-	err := inNetNS(ns, func() error {
+	err := netnsrun.Run(ns, func() error {
 		var err error
 		ln, err = net.Listen("tcp4", addr)
 		return err
@@ -245,7 +247,7 @@ func dial(ns netns.NsHandle, addr string) (string, error) {
 // dialWithin is dial with a shorter bound, for checks that nothing answers.
 func dialWithin(ns netns.NsHandle, addr string, timeout time.Duration) (string, error) {
 	var reply string
-	err := inNetNS(ns, func() error {
+	err := netnsrun.Run(ns, func() error {
 		c, err := net.DialTimeout("tcp4", addr, timeout)
 		if err != nil {
 			return err
@@ -277,7 +279,7 @@ func (l *lab) mustDial(from netns.NsHandle, what, addr, wantSource string) {
 // readSysctl reads /proc/sys/<key> in ns.
 func readSysctl(ns netns.NsHandle, key string) (string, error) {
 	var v string
-	err := inNetNS(ns, func() error {
+	err := netnsrun.Run(ns, func() error {
 		b, err := os.ReadFile("/proc/sys/" + key)
 		v = strings.TrimSpace(string(b))
 		return err

@@ -13,38 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// inNetNS runs fn on an OS thread of its own that has entered the network
-// namespace ns, and waits for it. Sockets fn opens and processes it starts
-// belong to ns. The thread is returned to the runtime only when it could be
-// put back into the namespace it came from; otherwise it is discarded.
-func inNetNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("podnet: read the thread's network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("podnet: enter network namespace: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			errc <- errors.Join(ferr, fmt.Errorf("podnet: return to the thread's network namespace: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // netnsDirMu serialises ensureNetNSDir, so that two first calls do not
 // both bind-mount the directory onto itself.
 var netnsDirMu sync.Mutex

@@ -37,6 +37,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/shoalproj/shoal/internal/netnsrun"
 )
 
 // PodRef names a pod. UID identifies it; Namespace and Name are carried
@@ -169,7 +171,7 @@ func New(ctx context.Context, cfg Config) (*CNI, error) {
 		RawExec:       &invoke.RawExec{Stderr: os.Stderr},
 		PluginDecoder: cniversion.PluginDecoder{},
 	})
-	if err := inNetNS(hostNS, enableForwarding); err != nil {
+	if err := netnsrun.Run(hostNS, enableForwarding); err != nil {
 		return nil, err
 	}
 	if err := n.withNFT(func(c *nftables.Conn) error { return programMasq(c, s.podNet, s.clusterNet) }); err != nil {
@@ -262,7 +264,7 @@ func (n *CNI) Setup(ctx context.Context, pod PodRef, ports []PortMapping) (Attac
 	var res types.Result
 	err = loUp(path)
 	if err == nil {
-		err = inNetNS(n.hostNS, func() error {
+		err = netnsrun.Run(n.hostNS, func() error {
 			var err error
 			res, err = n.cni.AddNetworkList(ctx, list, rt)
 			return err
@@ -333,7 +335,7 @@ func (n *CNI) teardown(ctx context.Context, pod PodRef) error {
 			rt.NetNS = rec.NetNS
 		}
 	}
-	if err := inNetNS(n.hostNS, func() error { return n.cni.DelNetworkList(ctx, list, rt) }); err != nil {
+	if err := netnsrun.Run(n.hostNS, func() error { return n.cni.DelNetworkList(ctx, list, rt) }); err != nil {
 		return err
 	}
 	if rec != nil {

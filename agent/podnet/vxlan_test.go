@@ -18,6 +18,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoalproj/shoal/internal/netnsrun"
 )
 
 // pollTimeout bounds the wait for a condition polled in these tests.
@@ -98,7 +100,7 @@ func (l *lab) defaultRoute(ns netns.NsHandle, via string) {
 
 func (l *lab) sysctl(ns netns.NsHandle, key, value string) {
 	l.t.Helper()
-	err := inNetNS(ns, func() error { return os.WriteFile("/proc/sys/"+key, []byte(value+"\n"), 0o644) })
+	err := netnsrun.Run(ns, func() error { return os.WriteFile("/proc/sys/"+key, []byte(value+"\n"), 0o644) })
 	if err != nil {
 		l.t.Fatalf("sysctl %s=%s: %v", key, value, err)
 	}
@@ -229,7 +231,7 @@ func (l *lab) checkMTU(ns netns.NsHandle, name string, mtu int) {
 func (l *lab) echo(ns netns.NsHandle, addr string) {
 	l.t.Helper()
 	var ln net.Listener
-	err := inNetNS(ns, func() error {
+	err := netnsrun.Run(ns, func() error {
 		var err error
 		ln, err = net.Listen("tcp4", addr)
 		return err
@@ -267,7 +269,7 @@ func (l *lab) echo(ns netns.NsHandle, addr string) {
 func roundTrip(ns netns.NsHandle, addr string, size int) error {
 	payload := make([]byte, size)
 	rand.Read(payload)
-	return inNetNS(ns, func() error {
+	return netnsrun.Run(ns, func() error {
 		c, err := net.DialTimeout("tcp4", addr, ioTimeout)
 		if err != nil {
 			return err
@@ -299,7 +301,7 @@ func roundTrip(ns netns.NsHandle, addr string, size int) error {
 // ping sends one ICMP echo of size bytes of data, not to be fragmented,
 // from inside ns to addr with the system's ping.
 func ping(ns netns.NsHandle, addr string, size int) error {
-	return inNetNS(ns, func() error {
+	return netnsrun.Run(ns, func() error {
 		out, err := exec.Command("ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", fmt.Sprint(size), addr).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("ping -M do -s %d %s: %v: %s", size, addr, err, strings.TrimSpace(string(out)))
@@ -670,7 +672,7 @@ func TestOverlayEdges(t *testing.T) {
 
 	// An MTU too big for the overlay is refused.
 	{
-		err := inNetNS(l.host, func() error {
+		err := netnsrun.Run(l.host, func() error {
 			n, err := New(ctxT(t), Config{PodCIDR: testPodCIDR, StateDir: t.TempDir(), MTU: 1500})
 			if err == nil {
 				n.Close()

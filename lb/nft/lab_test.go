@@ -20,6 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoalproj/shoal/lb"
+
+	"github.com/shoalproj/shoal/internal/netnsrun"
 )
 
 // The integration tests never touch the machine's own network namespace:
@@ -62,36 +64,6 @@ func needRoot(tb testing.TB) {
 		tb.Fatalf("nft: this test %s; CI is set, so it fails instead of skipping", why)
 	}
 	tb.Skipf("nft: skipped: this test %s", why)
-}
-
-// inNetNS runs fn on an OS thread of its own that has entered ns. The
-// thread is given back to the runtime only if it could return to its
-// namespace; otherwise it dies with the goroutine.
-func inNetNS(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("read the thread's network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("return to the thread's network namespace: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 // newNS creates an unmounted network namespace with lo up; it lives until
@@ -148,7 +120,7 @@ func handleAt(tb testing.TB, ns netns.NsHandle) *netlink.Handle {
 }
 
 func writeSysctl(ns netns.NsHandle, key, value string) error {
-	return inNetNS(ns, func() error {
+	return netnsrun.Run(ns, func() error {
 		return os.WriteFile("/proc/sys/"+key, []byte(value), 0o644)
 	})
 }
@@ -284,7 +256,7 @@ func (l *lab) addPod(name string, ip netip.Addr) *pod {
 func serveTCP(t *testing.T, ns netns.NsHandle, name string, port int) {
 	t.Helper()
 	var ln net.Listener
-	if err := inNetNS(ns, func() (err error) {
+	if err := netnsrun.Run(ns, func() (err error) {
 		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
 		return err
 	}); err != nil {
@@ -309,7 +281,7 @@ func serveTCP(t *testing.T, ns netns.NsHandle, name string, port int) {
 func serveUDP(t *testing.T, ns netns.NsHandle, name string, port int) {
 	t.Helper()
 	var pc net.PacketConn
-	if err := inNetNS(ns, func() (err error) {
+	if err := netnsrun.Run(ns, func() (err error) {
 		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
 		return err
 	}); err != nil {
@@ -377,7 +349,7 @@ func parseReply(s string) reply {
 // and returns the replies; it stops at the first error.
 func dialTCP(ns netns.NsHandle, addr string, n int) ([]reply, error) {
 	var out []reply
-	err := inNetNS(ns, func() error {
+	err := netnsrun.Run(ns, func() error {
 		for range n {
 			r, err := dialOnce(addr, ioTimeout)
 			if err != nil {
@@ -413,7 +385,7 @@ type udpFlow struct {
 func newUDPFlow(tb testing.TB, ns netns.NsHandle, local, remote string) *udpFlow {
 	tb.Helper()
 	var c *net.UDPConn
-	err := inNetNS(ns, func() error {
+	err := netnsrun.Run(ns, func() error {
 		var laddr *net.UDPAddr
 		if local != "" {
 			laddr = net.UDPAddrFromAddrPort(netip.MustParseAddrPort(local))

@@ -22,6 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoalproj/shoal/lb"
+
+	"github.com/shoalproj/shoal/internal/netnsrun"
 )
 
 // service is a one-port service sending port to the pods' port.
@@ -64,7 +66,7 @@ func expectRefused(t *testing.T, l *lab, from netns.NsHandle, addr string) {
 	t.Helper()
 	start := time.Now()
 	var err error
-	ierr := inNetNS(from, func() error {
+	ierr := netnsrun.Run(from, func() error {
 		var r reply
 		r, err = dialOnce(addr, 2*time.Second)
 		if err == nil {
