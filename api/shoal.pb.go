@@ -5145,7 +5145,8 @@ type WatchRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Kind      string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`           // empty: every kind
 	Namespace string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"` // empty: every namespace
-	// Stream every change after this index; empty: from now.
+	// Stream every change after this position: a list's resourceVersion or
+	// an event's. Empty: the current state as ADDED events, then changes.
 	ResourceVersion string `protobuf:"bytes,3,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
 	NodeName        string `protobuf:"bytes,4,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	unknownFields   protoimpl.UnknownFields
@@ -5211,10 +5212,13 @@ func (x *WatchRequest) GetNodeName() string {
 }
 
 type WatchEvent struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Type            string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"` // ADDED, MODIFIED, DELETED, BOOKMARK
-	Object          *Object                `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
-	ResourceVersion string                 `protobuf:"bytes,3,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Type   string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"` // ADDED, MODIFIED, DELETED, BOOKMARK
+	Object *Object                `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
+	// Where a watch resumes after this event: the raft index of the change
+	// ("812"), or "812.2" when more changes of that raft entry follow. Empty
+	// on the initial-state events before the last one.
+	ResourceVersion string `protobuf:"bytes,3,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }

@@ -509,6 +509,77 @@ func TestSnapshotRestoreAndInstall(t *testing.T) {
 	}
 }
 
+// Through the API, a watch event's resourceVersion is where the watch
+// resumes after it: changes that share a raft entry (one apply of several
+// objects) carry index.seq until the last, so a watch broken between them
+// neither misses nor repeats one; the current state a watch starts with
+// carries a resourceVersion only on its last object.
+func TestWatchResumesInsideEntry(t *testing.T) {
+	n := startTestNode(t, Config{DataDir: filepath.Join(t.TempDir(), "n1"), NodeName: "n1", AdvertiseAddr: "127.0.7.9", Init: true})
+	res := n.c.InitResult()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := adminClient(t, res, n.c.APIAddress())
+	svc := func(name string) *api.Object {
+		return api.Wrap(&api.Service{Metadata: &api.ObjectMeta{Name: name}, Spec: &api.ServiceSpec{Ports: []*api.ServicePort{{Port: 80}}}})
+	}
+	first, err := cl.Apply(ctx, &api.ApplyRequest{Objects: []*api.Object{svc("s0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := first.Objects[0].GetService().Metadata.ResourceVersion
+	out, err := cl.Apply(ctx, &api.ApplyRequest{Objects: []*api.Object{svc("s1"), svc("s2"), svc("s3")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := out.Objects[0].GetService().Metadata.ResourceVersion
+	// recv reads n events of a watch from rv, as "name@eventRV".
+	recv := func(rv string, n int) []string {
+		wctx, wcancel := context.WithCancel(ctx)
+		defer wcancel()
+		w, err := cl.Watch(wctx, &api.WatchRequest{Kind: "Service", Namespace: "default", ResourceVersion: rv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for range n {
+			ev, err := w.Recv()
+			if err != nil {
+				t.Fatalf("watch from %q: after %q: %v", rv, got, err)
+			}
+			got = append(got, ev.Object.GetService().Metadata.Name+"@"+ev.ResourceVersion)
+		}
+		return got
+	}
+	all := recv(from, 3)
+	want := []string{"s1@" + idx + ".1", "s2@" + idx + ".2", "s3@" + idx}
+	if fmt.Sprint(all) != fmt.Sprint(want) {
+		t.Fatalf("watch from %s: %q, want %q", from, all, want)
+	}
+	// Resume after each event, then write s4: the watch must go on with
+	// exactly the rest.
+	out4, err := cl.Apply(ctx, &api.ApplyRequest{Objects: []*api.Object{svc("s4")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s4 := "s4@" + out4.Objects[0].GetService().Metadata.ResourceVersion
+	for i, ev := range all {
+		rv := ev[strings.Index(ev, "@")+1:]
+		rest := append(append([]string{}, all[i+1:]...), s4)
+		if got := recv(rv, len(rest)); fmt.Sprint(got) != fmt.Sprint(rest) {
+			t.Errorf("resumed from %s: %q, want %q", rv, got, rest)
+		}
+	}
+	// A watch without a resourceVersion starts with the current state.
+	initial := recv("", 5)
+	for i, ev := range initial {
+		rv := ev[strings.Index(ev, "@")+1:]
+		if last := i == len(initial)-1; (rv == "") == last {
+			t.Errorf("initial event %d of %d: %s (only the last one carries a resourceVersion)", i+1, len(initial), ev)
+		}
+	}
+}
+
 // One port answers gRPC, HTTP/2 and HTTP/1.1: the mux hands each
 // connection to the server of its protocol, with the caller's certificate.
 func TestAPIPortServesEveryProtocol(t *testing.T) {

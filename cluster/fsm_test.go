@@ -380,11 +380,11 @@ func TestFSMReplicasAgree(t *testing.T) {
 			fsmApplyHistory(t, b, k+1, last)
 			fsmSameState(t, a.state, direct.state)
 			fsmSameState(t, b.state, direct.state)
-			want, _, _, err := direct.state.EventsSince(k, stAll)
+			want, _, _, err := direct.state.EventsSince(WatchPosition{Index: k}, stAll)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, _, _, err := b.state.EventsSince(k, stAll)
+			got, _, _, err := b.state.EventsSince(WatchPosition{Index: k}, stAll)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -397,7 +397,7 @@ func TestFSMReplicasAgree(t *testing.T) {
 				}
 			}
 			if k > 0 {
-				if _, _, _, err := b.state.EventsSince(k-1, stAll); status.Code(err) != codes.OutOfRange {
+				if _, _, _, err := b.state.EventsSince(WatchPosition{Index: k - 1}, stAll); status.Code(err) != codes.OutOfRange {
 					t.Errorf("restored replica: EventsSince(%d) = %v, want OutOfRange", k-1, err)
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -439,47 +440,65 @@ func (s *apiServer) Watch(req *api.WatchRequest, stream grpc.ServerStreamingServ
 		}
 		return true
 	}
-	send := func(typ string, r api.Resource, rv uint64) error {
+	send := func(typ string, r api.Resource, pos string) error {
 		r = proto.Clone(r).(api.Resource)
 		api.SetTypeMeta(r)
-		return stream.Send(&api.WatchEvent{Type: typ, Object: api.Wrap(r), ResourceVersion: fmt.Sprint(rv)})
+		return stream.Send(&api.WatchEvent{Type: typ, Object: api.Wrap(r), ResourceVersion: pos})
 	}
-	var from uint64
+	var from WatchPosition
 	if req.ResourceVersion == "" {
 		// Like Kubernetes: the current state as ADDED events, then changes,
-		// all kinds read at one index.
+		// all kinds read at one index. Only the last of them carries the
+		// index: a stream broken before it cannot resume from any of them
+		// (the rest of the state is not in the change log), so their
+		// resourceVersion is empty, which starts over.
 		names := make([]string, len(kinds))
 		for i, k := range kinds {
 			names[i] = k.Kind
 		}
 		objs, idx := s.c.state.ListKinds(names, req.Namespace, req.NodeName)
+		var listed []api.Resource
 		for _, r := range objs {
 			if matchObj(r) {
-				if err := send("ADDED", r, idx); err != nil {
-					return err
-				}
+				listed = append(listed, r)
 			}
 		}
-		from = idx
+		for i, r := range listed {
+			pos := ""
+			if i == len(listed)-1 {
+				pos = strconv.FormatUint(idx, 10)
+			}
+			if err := send("ADDED", r, pos); err != nil {
+				return err
+			}
+		}
+		from = WatchPosition{Index: idx}
 	} else {
 		var err error
-		if _, err = fmt.Sscan(req.ResourceVersion, &from); err != nil {
-			return status.Errorf(codes.InvalidArgument, "resourceVersion %q is not a number", req.ResourceVersion)
+		if from, err = ParseWatchPosition(req.ResourceVersion); err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
 	for {
-		evs, idx, changed, err := s.c.state.EventsSince(from, func(e Event) bool {
+		evs, next, changed, err := s.c.state.EventsSince(from, func(e Event) bool {
 			return wantKind[api.KindOf(e.Object)] && matchObj(e.Object)
 		})
 		if err != nil {
 			return err
 		}
-		for _, e := range evs {
-			if err := send(e.Type, e.Object, e.Index); err != nil {
+		for i, e := range evs {
+			// The event's resourceVersion is where a watch resumes after
+			// it: the plain index once nothing later in its entry is for
+			// this stream, else index.seq.
+			pos := WatchPosition{Index: e.Index}
+			if i+1 < len(evs) && evs[i+1].Index == e.Index {
+				pos.Seq = e.Seq
+			}
+			if err := send(e.Type, e.Object, pos.String()); err != nil {
 				return err
 			}
 		}
-		from = idx
+		from = next
 		select {
 		case <-ctx.Done():
 			return nil

@@ -43,9 +43,49 @@ func stateSchema() *memdb.DBSchema {
 
 // Event is one change of one object, as watches deliver it.
 type Event struct {
-	Type   string // ADDED, MODIFIED, DELETED
-	Index  uint64
+	Type  string // ADDED, MODIFIED, DELETED
+	Index uint64 // the raft entry: the object's resourceVersion
+	// Seq numbers the changes of one entry from 1: transactions batched
+	// into one entry share its index, so the index alone cannot say where
+	// a watch broken between them stopped.
+	Seq    int
 	Object api.Resource
+}
+
+// WatchPosition is where a watch stream stands: after the change Seq of
+// entry Index, or after the whole entry when Seq is 0. Written "INDEX" or
+// "INDEX.SEQ"; a list's resourceVersion is a position too.
+type WatchPosition struct {
+	Index uint64
+	Seq   int
+}
+
+func (p WatchPosition) String() string {
+	if p.Seq == 0 {
+		return strconv.FormatUint(p.Index, 10)
+	}
+	return strconv.FormatUint(p.Index, 10) + "." + strconv.Itoa(p.Seq)
+}
+
+// after reports whether e comes after the position.
+func (p WatchPosition) after(e Event) bool {
+	return e.Index > p.Index || (p.Seq > 0 && e.Index == p.Index && e.Seq > p.Seq)
+}
+
+// ParseWatchPosition reads a resourceVersion a watch starts after.
+func ParseWatchPosition(s string) (WatchPosition, error) {
+	idx, seq, hasSeq := strings.Cut(s, ".")
+	var p WatchPosition
+	var err error
+	if p.Index, err = strconv.ParseUint(idx, 10, 64); err != nil {
+		return WatchPosition{}, fmt.Errorf("resourceVersion %q is not a number (or NUMBER.NUMBER, as watch events carry)", s)
+	}
+	if hasSeq {
+		if p.Seq, err = strconv.Atoi(seq); err != nil || p.Seq < 1 {
+			return WatchPosition{}, fmt.Errorf("resourceVersion %q: after the dot comes a change's number in its entry, from 1", s)
+		}
+	}
+	return p, nil
 }
 
 // eventLogSize bounds the changes kept for watches that resume from an
@@ -198,28 +238,35 @@ func (s *State) ListKinds(kinds []string, namespace, nodeName string) ([]api.Res
 	return out, idx
 }
 
-// EventsSince returns the events after index that match filter, and a
-// channel closed when more arrive. It fails with OutOfRange when the events
-// after index are no longer kept (the watcher must re-list).
-func (s *State) EventsSince(index uint64, match func(Event) bool) ([]Event, uint64, <-chan struct{}, error) {
+// EventsSince returns the events after pos that match filter, the
+// position they bring the caller to, and a channel closed when more
+// arrive. The events are whole entries: after the last one returned, the
+// caller is past every change of its entry. It fails with OutOfRange when
+// the events after pos are no longer kept (the watcher must re-list).
+func (s *State) EventsSince(pos WatchPosition, match func(Event) bool) ([]Event, WatchPosition, <-chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if index < s.firstIndex {
-		return nil, 0, nil, status.Errorf(codes.OutOfRange,
-			"resourceVersion %d is too old: changes are kept from %d on; list again and watch from the list's resourceVersion", index, s.firstIndex)
+	// firstIndex's own changes are dropped with the entries before it.
+	if pos.Index < s.firstIndex || (pos.Seq > 0 && pos.Index == s.firstIndex && s.firstIndex > 0) {
+		return nil, WatchPosition{}, nil, status.Errorf(codes.OutOfRange,
+			"resourceVersion %s is too old: changes are kept from %d on; list again and watch from the list's resourceVersion", pos, s.firstIndex)
 	}
-	// events are sorted by index: find the first after index.
+	// events are sorted by (index, seq): find the first after pos.
 	win := s.eventWindowLocked()
-	i := sort.Search(len(win), func(i int) bool { return win[i].Index > index })
+	i := sort.Search(len(win), func(i int) bool { return pos.after(win[i]) })
 	var out []Event
 	for _, e := range win[i:] {
 		if match(e) {
 			out = append(out, e)
 		}
 	}
-	// A replica behind the caller answers from the caller's index on, so
-	// that nothing the caller already has is sent again.
-	return out, max(index, s.index), s.notify, nil
+	// A replica behind the caller answers from the caller's position on,
+	// so that nothing the caller already has is sent again.
+	next := pos
+	if s.index > pos.Index {
+		next = WatchPosition{Index: s.index}
+	}
+	return out, next, s.notify, nil
 }
 
 // applyTxns applies one raft entry: each transaction all or nothing, in
@@ -235,6 +282,9 @@ func (s *State) applyTxns(index uint64, txns []*storepb.Txn) []*storepb.TxnResul
 		res, evs := s.applyTxnLocked(index, t)
 		results[i] = res
 		events = append(events, evs...)
+	}
+	for i := range events {
+		events[i].Seq = i + 1
 	}
 	s.index = index
 	s.appendEventsLocked(events)

@@ -95,7 +95,7 @@ func stAll(Event) bool { return true }
 // stEvents renders the events after index as "TYPE key@rv" strings.
 func stEvents(t *testing.T, s *State, after uint64) []string {
 	t.Helper()
-	evs, _, _, err := s.EventsSince(after, stAll)
+	evs, _, _, err := s.EventsSince(WatchPosition{Index: after}, stAll)
 	if err != nil {
 		t.Fatalf("EventsSince(%d): %v", after, err)
 	}
@@ -873,11 +873,11 @@ func TestStateListThenWatchExactlyOnce(t *testing.T) {
 	final, finalAt := stListMap(s)
 	for _, p := range points {
 		t.Run(fmt.Sprintf("list at %d", p.at), func(t *testing.T) {
-			evs, idx, _, err := s.EventsSince(p.at, stAll)
+			evs, idx, _, err := s.EventsSince(WatchPosition{Index: p.at}, stAll)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if idx != finalAt {
+			if idx != (WatchPosition{Index: finalAt}) {
 				t.Errorf("EventsSince returned index %d, want %d", idx, finalAt)
 			}
 			got := map[string]string{}
@@ -912,8 +912,8 @@ func TestStateEventsFilter(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			evs, idx, ch, err := s.EventsSince(0, tc.match)
-			if err != nil || idx != 12 || ch == nil {
+			evs, idx, ch, err := s.EventsSince(WatchPosition{Index: 0}, tc.match)
+			if err != nil || idx != (WatchPosition{Index: 12}) || ch == nil {
 				t.Fatalf("EventsSince: idx %d ch %v err %v", idx, ch, err)
 			}
 			if got := stEventStrings(evs); !stEqualStrings(got, tc.want) {
@@ -927,7 +927,7 @@ func TestStateEventsFilter(t *testing.T) {
 // next applied entry, even one without events, and not before.
 func TestStateEventsNotify(t *testing.T) {
 	s := NewState()
-	_, idx, ch, _ := s.EventsSince(0, stAll)
+	_, idx, ch, _ := s.EventsSince(WatchPosition{Index: 0}, stAll)
 	select {
 	case <-ch:
 		t.Fatal("closed before any entry")
@@ -940,8 +940,100 @@ func TestStateEventsNotify(t *testing.T) {
 		t.Fatal("not closed by an applied entry")
 	}
 	evs, idx2, ch2, _ := s.EventsSince(idx, stAll)
-	if len(evs) != 0 || idx2 != 1 || ch2 == ch {
+	if len(evs) != 0 || idx2 != (WatchPosition{Index: 1}) || ch2 == ch {
 		t.Errorf("after a failed write: %d events, index %d, same channel %v", len(evs), idx2, ch2 == ch)
+	}
+}
+
+// TestWatchPositionParse: a watch names where it stands as INDEX or
+// INDEX.SEQ; anything else is refused with what it should be.
+func TestWatchPositionParse(t *testing.T) {
+	cases := []struct {
+		in   string
+		want WatchPosition
+		err  string
+	}{
+		{"0", WatchPosition{}, ""},
+		{"17", WatchPosition{Index: 17}, ""},
+		{"17.2", WatchPosition{Index: 17, Seq: 2}, ""},
+		{"", WatchPosition{}, "not a number"},
+		{"x", WatchPosition{}, "not a number"},
+		{"-1", WatchPosition{}, "not a number"},
+		{" 17", WatchPosition{}, "not a number"},
+		{"17.", WatchPosition{}, "from 1"},
+		{"17.0", WatchPosition{}, "from 1"},
+		{"17.-1", WatchPosition{}, "from 1"},
+		{"17.2.3", WatchPosition{}, "from 1"},
+		{".2", WatchPosition{}, "not a number"},
+	}
+	for _, tc := range cases {
+		got, err := ParseWatchPosition(tc.in)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("ParseWatchPosition(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("ParseWatchPosition(%q) = %v, %v; want an error saying %q", tc.in, got, err, tc.err)
+		case tc.err == "" && got.String() != tc.in:
+			t.Errorf("%v.String() = %q, want %q", got, got.String(), tc.in)
+		}
+	}
+}
+
+// TestStateEventsResumeInsideEntry: transactions batched into one raft
+// entry share its index as resourceVersion, so a watch broken between
+// their changes resumes from index.seq and gets exactly the rest.
+func TestStateEventsResumeInsideEntry(t *testing.T) {
+	s := NewState()
+	stApply(s, 1,
+		[]*storepb.Op{stPut(stPod("default", "a", "img"))},
+		[]*storepb.Op{stPut(stPod("default", "b", "img")), stPut(stPod("default", "c", "img"))},
+		[]*storepb.Op{stDel("Pod", "default", "nope", "")}, // fails: no change
+		[]*storepb.Op{stPut(stPod("default", "d", "img"))})
+	stApply(s, 2, []*storepb.Op{stPut(stPod("default", "e", "img"))})
+	all := []string{"ADDED Pod default/a@1", "ADDED Pod default/b@1", "ADDED Pod default/c@1", "ADDED Pod default/d@1", "ADDED Pod default/e@2"}
+	cases := []struct {
+		from string
+		want []string
+	}{
+		{"0", all},
+		{"1.1", all[1:]},
+		{"1.2", all[2:]},
+		{"1.3", all[3:]},
+		{"1.4", all[4:]},
+		{"1", all[4:]},
+		{"2", nil},
+		{"2.1", nil},
+	}
+	for _, tc := range cases {
+		from, err := ParseWatchPosition(tc.from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, next, _, err := s.EventsSince(from, stAll)
+		if err != nil {
+			t.Fatalf("EventsSince(%s): %v", tc.from, err)
+		}
+		if got := stEventStrings(evs); !stEqualStrings(got, append([]string{}, tc.want...)) {
+			t.Errorf("from %s: got %q, want %q", tc.from, got, tc.want)
+		}
+		if want := (WatchPosition{Index: 2}); next != want && !(from.Index == 2 && next == from) {
+			t.Errorf("from %s: next position %v, want %v", tc.from, next, want)
+		}
+	}
+	// Once entry 1 is dropped from the log (here: a snapshot at 1), a
+	// position inside it is too old.
+	r := NewState()
+	objs, _ := s.List("Pod", "", "")
+	if err := r.restore(&storepb.SnapshotHeader{Index: 1}, objs[:4]); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []WatchPosition{{Index: 0}, {Index: 1, Seq: 2}} {
+		if _, _, _, err := r.EventsSince(from, stAll); status.Code(err) != codes.OutOfRange {
+			t.Errorf("restored at 1: EventsSince(%v) = %v, want OutOfRange", from, err)
+		}
+	}
+	if _, _, _, err := r.EventsSince(WatchPosition{Index: 1}, stAll); err != nil {
+		t.Errorf("restored at 1: EventsSince(1) = %v, want the changes after it", err)
 	}
 }
 
@@ -966,11 +1058,11 @@ func TestStateEventsSinceAheadOfReplica(t *testing.T) {
 				stApply(s, i, h[i-1]...)
 			}
 			from := at
-			_, idx, _, err := s.EventsSince(from, stAll)
+			_, idx, _, err := s.EventsSince(WatchPosition{Index: from}, stAll)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if idx < from {
+			if idx.Index < from {
 				t.Errorf("EventsSince(%d) on a replica at %d resumes from %d", from, tc.replicaAt, idx)
 			}
 			// What server.Watch does: catch up, resume from idx.
@@ -1045,7 +1137,7 @@ func TestStateEventLogTrim(t *testing.T) {
 				t.Errorf("%d events kept, over eventLogSize", l)
 			}
 			// From firstIndex: every event after it, none missing.
-			evs, _, _, err := s.EventsSince(first, stAll)
+			evs, _, _, err := s.EventsSince(WatchPosition{Index: first}, stAll)
 			if err != nil {
 				t.Fatalf("EventsSince(firstIndex %d): %v", first, err)
 			}
@@ -1060,7 +1152,7 @@ func TestStateEventLogTrim(t *testing.T) {
 			}
 			// Before firstIndex: out of range, never a silent gap.
 			if first > 0 {
-				_, _, _, err := s.EventsSince(first-1, stAll)
+				_, _, _, err := s.EventsSince(WatchPosition{Index: first - 1}, stAll)
 				if status.Code(err) != codes.OutOfRange {
 					t.Errorf("EventsSince(%d) = %v, want OutOfRange", first-1, err)
 				}
@@ -1089,7 +1181,7 @@ func TestStateEventLogTrimThroughApply(t *testing.T) {
 		{2, []string{}, codes.OK},
 	}
 	for _, tc := range cases {
-		evs, _, _, err := s.EventsSince(tc.from, stAll)
+		evs, _, _, err := s.EventsSince(WatchPosition{Index: tc.from}, stAll)
 		if status.Code(err) != tc.wantErr {
 			t.Errorf("EventsSince(%d): %v, want %s", tc.from, err, tc.wantErr)
 			continue
@@ -1136,13 +1228,13 @@ func TestStateConcurrentListAndWatch(t *testing.T) {
 				list["Pod "+api.KeyOf(o)] = o.GetMetadata().GetResourceVersion()
 			}
 			for at := listAt; at < entries; {
-				evs, idx, ch, err := s.EventsSince(at, stAll)
+				evs, idx, ch, err := s.EventsSince(WatchPosition{Index: at}, stAll)
 				if err != nil {
 					t.Error(err)
 					break
 				}
 				stReplay(t, list, listAt, evs)
-				at = idx
+				at = idx.Index
 				if at < entries {
 					<-ch
 				}
@@ -1182,7 +1274,7 @@ func TestStateRestore(t *testing.T) {
 			for i, entry := range stHistory() {
 				stApply(s, uint64(i+1), entry...)
 			}
-			_, _, ch, _ := s.EventsSince(12, stAll)
+			_, _, ch, _ := s.EventsSince(WatchPosition{Index: 12}, stAll)
 			if err := s.restore(&storepb.SnapshotHeader{Index: 50, Secrets: secrets}, tc.objs); err != nil {
 				t.Fatal(err)
 			}
@@ -1198,10 +1290,10 @@ func TestStateRestore(t *testing.T) {
 			if !proto.Equal(s.Secrets(), secrets) {
 				t.Errorf("secrets %v", s.Secrets())
 			}
-			if _, _, _, err := s.EventsSince(49, stAll); status.Code(err) != codes.OutOfRange {
+			if _, _, _, err := s.EventsSince(WatchPosition{Index: 49}, stAll); status.Code(err) != codes.OutOfRange {
 				t.Errorf("EventsSince before the snapshot = %v, want OutOfRange", err)
 			}
-			if evs, idx, _, err := s.EventsSince(50, stAll); err != nil || len(evs) != 0 || idx != 50 {
+			if evs, idx, _, err := s.EventsSince(WatchPosition{Index: 50}, stAll); err != nil || len(evs) != 0 || idx != (WatchPosition{Index: 50}) {
 				t.Errorf("EventsSince(50) = %d events at %d, %v", len(evs), idx, err)
 			}
 			if err := s.WaitIndex(context.Background(), 50); err != nil {

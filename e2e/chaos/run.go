@@ -183,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		w.lastRV.Store(startRV)
 		watchers[i] = w
 		wwg.Add(1)
-		go func() { defer wwg.Done(); w.run(wctx, startRV) }()
+		go func() { defer wwg.Done(); w.run(wctx, strconv.FormatUint(startRV, 10)) }()
 	}
 	deadline := time.Now().Add(cfg.Duration)
 	lctx, stopLoad := context.WithDeadline(ctx, deadline)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,12 +80,11 @@ func parseEvent(ev *api.WatchEvent) (Change, error) {
 	if err != nil {
 		return Change{}, err
 	}
-	erv, err := strconv.ParseUint(ev.GetResourceVersion(), 10, 64)
-	if err != nil {
-		return Change{}, fmt.Errorf("event resourceVersion %q: %v", ev.GetResourceVersion(), err)
-	}
-	if erv != rv {
-		return Change{}, fmt.Errorf("event resourceVersion %d, its object's %d", erv, rv)
+	// The event's resourceVersion is the stream's position: the object's
+	// (its raft index), with ".N" when more changes of that entry follow.
+	idx, _, _ := strings.Cut(ev.GetResourceVersion(), ".")
+	if erv, err := strconv.ParseUint(idx, 10, 64); err != nil || erv != rv {
+		return Change{}, fmt.Errorf("event resourceVersion %q, its object's %d", ev.GetResourceVersion(), rv)
 	}
 	switch ev.GetType() {
 	case "ADDED", "MODIFIED", "DELETED":
@@ -94,14 +94,16 @@ func parseEvent(ev *api.WatchEvent) (Change, error) {
 	return Change{Type: ev.GetType(), Key: name, RV: rv, Value: v}, nil
 }
 
-func (w *watcher) run(ctx context.Context, from uint64) {
+// run follows the stream from the position from: where a resumed watch
+// starts is the last event's resourceVersion, taken as it is.
+func (w *watcher) run(ctx context.Context, from string) {
 	r := w.r
 	w.errors = map[string]int{}
 	node := w.id % r.n
 	for streams := 0; streams < maxStreams && ctx.Err() == nil; streams++ {
 		life := time.Duration(1500+w.rng.IntN(4000)) * time.Millisecond
 		sctx, cancel := context.WithTimeout(ctx, life)
-		stream, err := r.cls[node].Watch(sctx, &api.WatchRequest{Kind: Kind, Namespace: r.cfg.Namespace, ResourceVersion: strconv.FormatUint(from, 10)})
+		stream, err := r.cls[node].Watch(sctx, &api.WatchRequest{Kind: Kind, Namespace: r.cfg.Namespace, ResourceVersion: from})
 		for err == nil {
 			var ev *api.WatchEvent
 			ev, err = stream.Recv()
@@ -114,9 +116,9 @@ func (w *watcher) run(ctx context.Context, from uint64) {
 				continue
 			}
 			w.add(WatchItem{Change: ch, Node: node + 1, At: r.hist.Now()})
-			if ch.RV > from {
-				from = ch.RV
-				w.lastRV.Store(from)
+			from = ev.GetResourceVersion()
+			if ch.RV > w.lastRV.Load() {
+				w.lastRV.Store(ch.RV)
 			}
 		}
 		voluntary := sctx.Err() != nil && ctx.Err() == nil
@@ -148,7 +150,7 @@ func (w *watcher) run(ctx context.Context, from uint64) {
 
 // relist lists the namespace with a consistent read, records what it
 // found and moves the watch to the list's resourceVersion.
-func (w *watcher) relist(ctx context.Context, node *int, from *uint64) {
+func (w *watcher) relist(ctx context.Context, node *int, from *string) {
 	r := w.r
 	for ctx.Err() == nil {
 		qctx, cancel := context.WithTimeout(ctx, r.cfg.OpTimeout)
@@ -169,13 +171,20 @@ func (w *watcher) relist(ctx context.Context, node *int, from *uint64) {
 				r.problemf("watcher %d: re-list through host %d: %v", w.id, *node+1, perr)
 				return
 			}
-			w.add(WatchItem{Relist: true, FromRV: *from, ListRV: rv, Items: items, Node: *node + 1, At: r.hist.Now()})
+			// The re-list stands in for every change after the watch's
+			// position: with the position inside an entry, for the rest of
+			// that entry too.
+			reached := w.lastRV.Load()
+			if strings.Contains(*from, ".") && reached > 0 {
+				reached--
+			}
+			w.add(WatchItem{Relist: true, FromRV: reached, ListRV: rv, Items: items, Node: *node + 1, At: r.hist.Now()})
 			w.mu.Lock()
 			w.relists++
 			w.mu.Unlock()
-			r.logf("watcher %d: resourceVersion %d too old on host %d: re-listed at %d", w.id, *from, *node+1, rv)
-			if rv > *from {
-				*from = rv
+			r.logf("watcher %d: resourceVersion %s too old on host %d: re-listed at %d", w.id, *from, *node+1, rv)
+			*from = list.ResourceVersion
+			if rv > w.lastRV.Load() {
 				w.lastRV.Store(rv)
 			}
 			return

@@ -83,9 +83,7 @@ func (w *podWatch) run(ctx context.Context, fromRV string) {
 				continue
 			}
 			w.observe(ev.GetObject().GetPod(), time.Now(), false)
-			// Resuming from an index can only lose the rest of an
-			// entry cut mid-way; the re-list after OutOfRange covers
-			// it, and a broken stream here is otherwise rare.
+			// The event's resourceVersion is exactly where to resume.
 			rv = ev.GetResourceVersion()
 		}
 		sleepCtx(ctx, 50*time.Millisecond)
