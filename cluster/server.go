@@ -416,6 +416,13 @@ func (s *apiServer) Watch(req *api.WatchRequest, stream grpc.ServerStreamingServ
 		s.c.replicaFailed(err)
 		return err
 	}
+	// A watch is a default read that goes on: served from this replica
+	// only while the replica can vouch for it, so a watch through a node
+	// cut off from the leader ends (and its client moves to another node)
+	// instead of going silent.
+	if err := s.c.checkReadStaleness(ctx); err != nil {
+		return err
+	}
 	var kinds []api.KindInfo
 	if req.Kind == "" {
 		kinds = api.Kinds()
@@ -479,6 +486,8 @@ func (s *apiServer) Watch(req *api.WatchRequest, stream grpc.ServerStreamingServ
 			return status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
+	staleCheck := time.NewTicker(time.Second)
+	defer staleCheck.Stop()
 	for {
 		evs, next, changed, err := s.c.state.EventsSince(from, func(e Event) bool {
 			return wantKind[api.KindOf(e.Object)] && matchObj(e.Object)
@@ -503,6 +512,10 @@ func (s *apiServer) Watch(req *api.WatchRequest, stream grpc.ServerStreamingServ
 		case <-ctx.Done():
 			return nil
 		case <-changed:
+		case <-staleCheck.C:
+			if err := s.c.checkReadStaleness(ctx); err != nil {
+				return err
+			}
 		}
 	}
 }
