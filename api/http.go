@@ -114,11 +114,12 @@ func HTTPErrorFrom(err error) *HTTPError {
 // ShoalServer's methods get a context that carries the caller as a gRPC
 // peer (peer.FromContext), with the TLS state of the HTTP connection.
 func NewHTTPHandler(s ShoalServer) http.Handler {
-	return &httpAPI{s: s}
+	return &httpAPI{s: s, decode: newDecodeBudget(MaxDecodingBytes, decodeQueueWait)}
 }
 
 type httpAPI struct {
-	s ShoalServer
+	s      ShoalServer
+	decode *decodeBudget
 }
 
 func (h *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -266,7 +267,16 @@ func (h *httpAPI) apply(w http.ResponseWriter, r *http.Request) {
 		httpWriteError(w, r, httpBadRequest("read request body: %v", err))
 		return
 	}
+	// Decoding takes many times the body's size: many large manifests at
+	// once wait their turn rather than exhaust the memory. (The read is
+	// not counted: a slow client must not hold a share while it sends.)
+	release, err := h.decode.acquire(r.Context(), int64(len(body)))
+	if err != nil {
+		httpWriteError(w, r, err)
+		return
+	}
 	objs, err := DecodeManifests(body)
+	release()
 	if err != nil {
 		httpWriteError(w, r, httpBadRequest("%s", err.Error()))
 		return
@@ -649,7 +659,7 @@ func httpWriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if he.Code >= 500 && he.Code != http.StatusServiceUnavailable && he.Code != http.StatusGatewayTimeout {
 		slog.Error("http api", "method", r.Method, "path", r.URL.Path, "code", he.Code, "err", he.Message)
 	}
-	if he.Code == http.StatusServiceUnavailable {
+	if he.Code == http.StatusServiceUnavailable || he.Code == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
 	body, _ := json.Marshal(he)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -538,5 +539,46 @@ func TestHTTPEscapedName(t *testing.T) {
 	code, _ := httpDo(t, NewHTTPHandler(f), "GET", "/v1/namespaces/my%20ns/pods/a%2Fb", "")
 	if code != 404 || f.lastGet == nil || f.lastGet.Name != "a/b" || f.lastGet.Namespace != "my ns" {
 		t.Fatalf("%d %v", code, f.lastGet)
+	}
+}
+
+// Manifests are decoded within a budget of bytes at once: while it is
+// taken, an apply waits, and after the wait is told to retry (429 with
+// Retry-After) with nothing written; a small manifest fits in what a large
+// one leaves; once the budget is back the same apply succeeds.
+func TestHTTPApplyDecodeBudget(t *testing.T) {
+	f := newHTTPFake()
+	h := NewHTTPHandler(f).(*httpAPI)
+	h.decode = newDecodeBudget(MaxDecodingBytes, 100*time.Millisecond)
+	ctx := context.Background()
+	// Others decode all but 100 bytes' worth: this manifest is larger.
+	if err := h.decode.sem.Acquire(ctx, MaxDecodingBytes-100); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("POST", "/v1/apply", strings.NewReader(httpTestManifest))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	body := rec.Body.String()
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(body, `"reason":"TooManyRequests"`) ||
+		!strings.Contains(body, "retry") || rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("apply with the budget taken: %d %v %s", rec.Code, rec.Header(), body)
+	}
+	if len(f.objs) != 0 {
+		t.Fatalf("a refused apply wrote %d objects", len(f.objs))
+	}
+	small := `{"apiVersion":"v1","kind":"Node","metadata":{"name":"n"}}`
+	if len(small) > 100 {
+		t.Fatalf("the small manifest is %d bytes", len(small))
+	}
+	if code, body := httpDo(t, h, "POST", "/v1/apply", small); code != 200 {
+		t.Fatalf("a manifest that fits in what is left: %d %s", code, body)
+	}
+	h.decode.sem.Release(MaxDecodingBytes - 100)
+	if code, body := httpDo(t, h, "POST", "/v1/apply", httpTestManifest); code != 200 {
+		t.Fatalf("apply with the budget back: %d %s", code, body)
+	}
+	// Every share went back.
+	if !h.decode.sem.TryAcquire(MaxDecodingBytes) {
+		t.Fatal("the budget is not whole after the applies")
 	}
 }
