@@ -6126,6 +6126,111 @@ func (x *JoinResponse) GetClusterId() string {
 	return ""
 }
 
+type RemovedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovedRequest) Reset() {
+	*x = RemovedRequest{}
+	mi := &file_shoal_proto_msgTypes[89]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovedRequest) ProtoMessage() {}
+
+func (x *RemovedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[89]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovedRequest.ProtoReflect.Descriptor instead.
+func (*RemovedRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{89}
+}
+
+func (x *RemovedRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type RemovedResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Removed         bool                   `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	RemovedUnixNano int64                  `protobuf:"varint,2,opt,name=removed_unix_nano,json=removedUnixNano,proto3" json:"removed_unix_nano,omitempty"`
+	// The answering node's name, for the removed node's log.
+	AnsweredBy    string `protobuf:"bytes,3,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovedResponse) Reset() {
+	*x = RemovedResponse{}
+	mi := &file_shoal_proto_msgTypes[90]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovedResponse) ProtoMessage() {}
+
+func (x *RemovedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[90]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovedResponse.ProtoReflect.Descriptor instead.
+func (*RemovedResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{90}
+}
+
+func (x *RemovedResponse) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
+func (x *RemovedResponse) GetRemovedUnixNano() int64 {
+	if x != nil {
+		return x.RemovedUnixNano
+	}
+	return 0
+}
+
+func (x *RemovedResponse) GetAnsweredBy() string {
+	if x != nil {
+		return x.AnsweredBy
+	}
+	return ""
+}
+
 type RenewRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// PEM certificate signing request for the node's new key.
@@ -6136,7 +6241,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_shoal_proto_msgTypes[89]
+	mi := &file_shoal_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6148,7 +6253,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[89]
+	mi := &file_shoal_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6161,7 +6266,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{89}
+	return file_shoal_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *RenewRequest) GetCsr() []byte {
@@ -6181,7 +6286,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_shoal_proto_msgTypes[90]
+	mi := &file_shoal_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6193,7 +6298,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[90]
+	mi := &file_shoal_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6206,7 +6311,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{90}
+	return file_shoal_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *RenewResponse) GetCertificate() []byte {
@@ -6231,7 +6336,7 @@ type RevocationsRequest struct {
 
 func (x *RevocationsRequest) Reset() {
 	*x = RevocationsRequest{}
-	mi := &file_shoal_proto_msgTypes[91]
+	mi := &file_shoal_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6243,7 +6348,7 @@ func (x *RevocationsRequest) String() string {
 func (*RevocationsRequest) ProtoMessage() {}
 
 func (x *RevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[91]
+	mi := &file_shoal_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6256,7 +6361,7 @@ func (x *RevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevocationsRequest.ProtoReflect.Descriptor instead.
 func (*RevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{91}
+	return file_shoal_proto_rawDescGZIP(), []int{93}
 }
 
 type RevocationsResponse struct {
@@ -6268,7 +6373,7 @@ type RevocationsResponse struct {
 
 func (x *RevocationsResponse) Reset() {
 	*x = RevocationsResponse{}
-	mi := &file_shoal_proto_msgTypes[92]
+	mi := &file_shoal_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6280,7 +6385,7 @@ func (x *RevocationsResponse) String() string {
 func (*RevocationsResponse) ProtoMessage() {}
 
 func (x *RevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[92]
+	mi := &file_shoal_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6293,7 +6398,7 @@ func (x *RevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevocationsResponse.ProtoReflect.Descriptor instead.
 func (*RevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{92}
+	return file_shoal_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *RevocationsResponse) GetNodes() []*RevokedNode {
@@ -6315,7 +6420,7 @@ type RevokedNode struct {
 
 func (x *RevokedNode) Reset() {
 	*x = RevokedNode{}
-	mi := &file_shoal_proto_msgTypes[93]
+	mi := &file_shoal_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6327,7 +6432,7 @@ func (x *RevokedNode) String() string {
 func (*RevokedNode) ProtoMessage() {}
 
 func (x *RevokedNode) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[93]
+	mi := &file_shoal_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6340,7 +6445,7 @@ func (x *RevokedNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedNode.ProtoReflect.Descriptor instead.
 func (*RevokedNode) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{93}
+	return file_shoal_proto_rawDescGZIP(), []int{95}
 }
 
 func (x *RevokedNode) GetNodeId() string {
@@ -6372,7 +6477,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_shoal_proto_msgTypes[94]
+	mi := &file_shoal_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6384,7 +6489,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[94]
+	mi := &file_shoal_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6397,7 +6502,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{94}
+	return file_shoal_proto_rawDescGZIP(), []int{96}
 }
 
 // SnapshotInfo describes a snapshot of the store.
@@ -6417,7 +6522,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_shoal_proto_msgTypes[95]
+	mi := &file_shoal_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6429,7 +6534,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[95]
+	mi := &file_shoal_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6442,7 +6547,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{95}
+	return file_shoal_proto_rawDescGZIP(), []int{97}
 }
 
 func (x *SnapshotInfo) GetClusterId() string {
@@ -6495,7 +6600,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_shoal_proto_msgTypes[96]
+	mi := &file_shoal_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6507,7 +6612,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[96]
+	mi := &file_shoal_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6520,7 +6625,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{96}
+	return file_shoal_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *SnapshotChunk) GetInfo() *SnapshotInfo {
@@ -6565,7 +6670,7 @@ type AdminCertificateRequest struct {
 
 func (x *AdminCertificateRequest) Reset() {
 	*x = AdminCertificateRequest{}
-	mi := &file_shoal_proto_msgTypes[97]
+	mi := &file_shoal_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6577,7 +6682,7 @@ func (x *AdminCertificateRequest) String() string {
 func (*AdminCertificateRequest) ProtoMessage() {}
 
 func (x *AdminCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[97]
+	mi := &file_shoal_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6590,7 +6695,7 @@ func (x *AdminCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminCertificateRequest.ProtoReflect.Descriptor instead.
 func (*AdminCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{97}
+	return file_shoal_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *AdminCertificateRequest) GetName() string {
@@ -6624,7 +6729,7 @@ type AdminCertificateResponse struct {
 
 func (x *AdminCertificateResponse) Reset() {
 	*x = AdminCertificateResponse{}
-	mi := &file_shoal_proto_msgTypes[98]
+	mi := &file_shoal_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6636,7 +6741,7 @@ func (x *AdminCertificateResponse) String() string {
 func (*AdminCertificateResponse) ProtoMessage() {}
 
 func (x *AdminCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[98]
+	mi := &file_shoal_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6649,7 +6754,7 @@ func (x *AdminCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminCertificateResponse.ProtoReflect.Descriptor instead.
 func (*AdminCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{98}
+	return file_shoal_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *AdminCertificateResponse) GetCertificate() []byte {
@@ -7205,7 +7310,14 @@ const file_shoal_proto_rawDesc = "" +
 	"\fgossip_peers\x18\x04 \x03(\tR\vgossipPeers\x12\x1b\n" +
 	"\tnode_name\x18\x05 \x01(\tR\bnodeName\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x06 \x01(\tR\tclusterId\" \n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId\")\n" +
+	"\x0eRemovedRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"x\n" +
+	"\x0fRemovedResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\bR\aremoved\x12*\n" +
+	"\x11removed_unix_nano\x18\x02 \x01(\x03R\x0fremovedUnixNano\x12\x1f\n" +
+	"\vanswered_by\x18\x03 \x01(\tR\n" +
+	"answeredBy\" \n" +
 	"\fRenewRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\"X\n" +
 	"\rRenewResponse\x12 \n" +
@@ -7251,11 +7363,12 @@ const file_shoal_proto_rawDesc = "" +
 	"\x04Logs\x12\x15.shoal.v1.LogsRequest\x1a\x12.shoal.v1.LogChunk0\x01\x129\n" +
 	"\x04Exec\x12\x15.shoal.v1.ExecRequest\x1a\x16.shoal.v1.ExecResponse(\x010\x01\x12@\n" +
 	"\tLoadImage\x12\x14.shoal.v1.ImageChunk\x1a\x1b.shoal.v1.LoadImageResponse(\x01\x12@\n" +
-	"\bSnapshot\x12\x19.shoal.v1.SnapshotRequest\x1a\x17.shoal.v1.SnapshotChunk0\x012\xc3\x01\n" +
+	"\bSnapshot\x12\x19.shoal.v1.SnapshotRequest\x1a\x17.shoal.v1.SnapshotChunk0\x012\x83\x02\n" +
 	"\x04Join\x125\n" +
 	"\x04Join\x12\x15.shoal.v1.JoinRequest\x1a\x16.shoal.v1.JoinResponse\x128\n" +
 	"\x05Renew\x12\x16.shoal.v1.RenewRequest\x1a\x17.shoal.v1.RenewResponse\x12J\n" +
-	"\vRevocations\x12\x1c.shoal.v1.RevocationsRequest\x1a\x1d.shoal.v1.RevocationsResponse2b\n" +
+	"\vRevocations\x12\x1c.shoal.v1.RevocationsRequest\x1a\x1d.shoal.v1.RevocationsResponse\x12>\n" +
+	"\aRemoved\x12\x18.shoal.v1.RemovedRequest\x1a\x19.shoal.v1.RemovedResponse2b\n" +
 	"\x05Admin\x12Y\n" +
 	"\x10IssueCertificate\x12!.shoal.v1.AdminCertificateRequest\x1a\".shoal.v1.AdminCertificateResponseB$Z\"github.com/shoalproj/shoal/api;apib\x06proto3"
 
@@ -7271,7 +7384,7 @@ func file_shoal_proto_rawDescGZIP() []byte {
 	return file_shoal_proto_rawDescData
 }
 
-var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 108)
+var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
 var file_shoal_proto_goTypes = []any{
 	(*ObjectMeta)(nil),               // 0: shoal.v1.ObjectMeta
 	(*OwnerReference)(nil),           // 1: shoal.v1.OwnerReference
@@ -7362,32 +7475,34 @@ var file_shoal_proto_goTypes = []any{
 	(*LoadImageResponse)(nil),        // 86: shoal.v1.LoadImageResponse
 	(*JoinRequest)(nil),              // 87: shoal.v1.JoinRequest
 	(*JoinResponse)(nil),             // 88: shoal.v1.JoinResponse
-	(*RenewRequest)(nil),             // 89: shoal.v1.RenewRequest
-	(*RenewResponse)(nil),            // 90: shoal.v1.RenewResponse
-	(*RevocationsRequest)(nil),       // 91: shoal.v1.RevocationsRequest
-	(*RevocationsResponse)(nil),      // 92: shoal.v1.RevocationsResponse
-	(*RevokedNode)(nil),              // 93: shoal.v1.RevokedNode
-	(*SnapshotRequest)(nil),          // 94: shoal.v1.SnapshotRequest
-	(*SnapshotInfo)(nil),             // 95: shoal.v1.SnapshotInfo
-	(*SnapshotChunk)(nil),            // 96: shoal.v1.SnapshotChunk
-	(*AdminCertificateRequest)(nil),  // 97: shoal.v1.AdminCertificateRequest
-	(*AdminCertificateResponse)(nil), // 98: shoal.v1.AdminCertificateResponse
-	nil,                              // 99: shoal.v1.ObjectMeta.LabelsEntry
-	nil,                              // 100: shoal.v1.ObjectMeta.AnnotationsEntry
-	nil,                              // 101: shoal.v1.LabelSelector.MatchLabelsEntry
-	nil,                              // 102: shoal.v1.PodSpec.NodeSelectorEntry
-	nil,                              // 103: shoal.v1.ResourceRequirements.LimitsEntry
-	nil,                              // 104: shoal.v1.ResourceRequirements.RequestsEntry
-	nil,                              // 105: shoal.v1.ServiceSpec.SelectorEntry
-	nil,                              // 106: shoal.v1.NodeStatus.CapacityEntry
-	nil,                              // 107: shoal.v1.NodeStatus.AllocatableEntry
-	(*structpb.Value)(nil),           // 108: google.protobuf.Value
+	(*RemovedRequest)(nil),           // 89: shoal.v1.RemovedRequest
+	(*RemovedResponse)(nil),          // 90: shoal.v1.RemovedResponse
+	(*RenewRequest)(nil),             // 91: shoal.v1.RenewRequest
+	(*RenewResponse)(nil),            // 92: shoal.v1.RenewResponse
+	(*RevocationsRequest)(nil),       // 93: shoal.v1.RevocationsRequest
+	(*RevocationsResponse)(nil),      // 94: shoal.v1.RevocationsResponse
+	(*RevokedNode)(nil),              // 95: shoal.v1.RevokedNode
+	(*SnapshotRequest)(nil),          // 96: shoal.v1.SnapshotRequest
+	(*SnapshotInfo)(nil),             // 97: shoal.v1.SnapshotInfo
+	(*SnapshotChunk)(nil),            // 98: shoal.v1.SnapshotChunk
+	(*AdminCertificateRequest)(nil),  // 99: shoal.v1.AdminCertificateRequest
+	(*AdminCertificateResponse)(nil), // 100: shoal.v1.AdminCertificateResponse
+	nil,                              // 101: shoal.v1.ObjectMeta.LabelsEntry
+	nil,                              // 102: shoal.v1.ObjectMeta.AnnotationsEntry
+	nil,                              // 103: shoal.v1.LabelSelector.MatchLabelsEntry
+	nil,                              // 104: shoal.v1.PodSpec.NodeSelectorEntry
+	nil,                              // 105: shoal.v1.ResourceRequirements.LimitsEntry
+	nil,                              // 106: shoal.v1.ResourceRequirements.RequestsEntry
+	nil,                              // 107: shoal.v1.ServiceSpec.SelectorEntry
+	nil,                              // 108: shoal.v1.NodeStatus.CapacityEntry
+	nil,                              // 109: shoal.v1.NodeStatus.AllocatableEntry
+	(*structpb.Value)(nil),           // 110: google.protobuf.Value
 }
 var file_shoal_proto_depIdxs = []int32{
-	99,  // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
-	100, // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
+	101, // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
+	102, // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
 	1,   // 2: shoal.v1.ObjectMeta.owner_references:type_name -> shoal.v1.OwnerReference
-	101, // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
+	103, // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
 	3,   // 4: shoal.v1.LabelSelector.match_expressions:type_name -> shoal.v1.LabelSelectorRequirement
 	0,   // 5: shoal.v1.Pod.metadata:type_name -> shoal.v1.ObjectMeta
 	7,   // 6: shoal.v1.Pod.spec:type_name -> shoal.v1.PodSpec
@@ -7396,7 +7511,7 @@ var file_shoal_proto_depIdxs = []int32{
 	7,   // 9: shoal.v1.PodTemplateSpec.spec:type_name -> shoal.v1.PodSpec
 	8,   // 10: shoal.v1.PodSpec.containers:type_name -> shoal.v1.Container
 	13,  // 11: shoal.v1.PodSpec.volumes:type_name -> shoal.v1.Volume
-	102, // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
+	104, // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
 	21,  // 13: shoal.v1.PodSpec.affinity:type_name -> shoal.v1.Affinity
 	30,  // 14: shoal.v1.PodSpec.tolerations:type_name -> shoal.v1.Toleration
 	31,  // 15: shoal.v1.PodSpec.topology_spread_constraints:type_name -> shoal.v1.TopologySpreadConstraint
@@ -7407,16 +7522,16 @@ var file_shoal_proto_depIdxs = []int32{
 	16,  // 20: shoal.v1.Container.liveness_probe:type_name -> shoal.v1.Probe
 	16,  // 21: shoal.v1.Container.readiness_probe:type_name -> shoal.v1.Probe
 	16,  // 22: shoal.v1.Container.startup_probe:type_name -> shoal.v1.Probe
-	103, // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
-	104, // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
+	105, // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
+	106, // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
 	14,  // 25: shoal.v1.Volume.empty_dir:type_name -> shoal.v1.EmptyDirVolumeSource
 	15,  // 26: shoal.v1.Volume.host_path:type_name -> shoal.v1.HostPathVolumeSource
 	17,  // 27: shoal.v1.Probe.exec:type_name -> shoal.v1.ExecAction
 	18,  // 28: shoal.v1.Probe.http_get:type_name -> shoal.v1.HTTPGetAction
 	20,  // 29: shoal.v1.Probe.tcp_socket:type_name -> shoal.v1.TCPSocketAction
-	108, // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
+	110, // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
 	19,  // 31: shoal.v1.HTTPGetAction.http_headers:type_name -> shoal.v1.HTTPHeader
-	108, // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
+	110, // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
 	22,  // 33: shoal.v1.Affinity.node_affinity:type_name -> shoal.v1.NodeAffinity
 	27,  // 34: shoal.v1.Affinity.pod_anti_affinity:type_name -> shoal.v1.PodAntiAffinity
 	23,  // 35: shoal.v1.NodeAffinity.required_during_scheduling_ignored_during_execution:type_name -> shoal.v1.NodeSelector
@@ -7443,8 +7558,8 @@ var file_shoal_proto_depIdxs = []int32{
 	6,   // 56: shoal.v1.DeploymentSpec.template:type_name -> shoal.v1.PodTemplateSpec
 	41,  // 57: shoal.v1.DeploymentSpec.strategy:type_name -> shoal.v1.DeploymentStrategy
 	42,  // 58: shoal.v1.DeploymentStrategy.rolling_update:type_name -> shoal.v1.RollingUpdateDeployment
-	108, // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
-	108, // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
+	110, // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
+	110, // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
 	44,  // 61: shoal.v1.DeploymentStatus.conditions:type_name -> shoal.v1.DeploymentCondition
 	0,   // 62: shoal.v1.ControllerRevision.metadata:type_name -> shoal.v1.ObjectMeta
 	6,   // 63: shoal.v1.ControllerRevision.data:type_name -> shoal.v1.PodTemplateSpec
@@ -7453,10 +7568,10 @@ var file_shoal_proto_depIdxs = []int32{
 	47,  // 66: shoal.v1.Event.source:type_name -> shoal.v1.EventSource
 	0,   // 67: shoal.v1.Service.metadata:type_name -> shoal.v1.ObjectMeta
 	49,  // 68: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	105, // 69: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
+	107, // 69: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
 	50,  // 70: shoal.v1.ServiceSpec.ports:type_name -> shoal.v1.ServicePort
 	51,  // 71: shoal.v1.ServiceSpec.session_affinity_config:type_name -> shoal.v1.SessionAffinityConfig
-	108, // 72: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
+	110, // 72: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
 	52,  // 73: shoal.v1.SessionAffinityConfig.client_ip:type_name -> shoal.v1.ClientIPConfig
 	0,   // 74: shoal.v1.Endpoints.metadata:type_name -> shoal.v1.ObjectMeta
 	54,  // 75: shoal.v1.Endpoints.subsets:type_name -> shoal.v1.EndpointSubset
@@ -7470,8 +7585,8 @@ var file_shoal_proto_depIdxs = []int32{
 	59,  // 83: shoal.v1.NodeSpec.taints:type_name -> shoal.v1.Taint
 	61,  // 84: shoal.v1.NodeStatus.addresses:type_name -> shoal.v1.NodeAddress
 	62,  // 85: shoal.v1.NodeStatus.conditions:type_name -> shoal.v1.NodeCondition
-	106, // 86: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
-	107, // 87: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
+	108, // 86: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
+	109, // 87: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
 	63,  // 88: shoal.v1.NodeStatus.node_info:type_name -> shoal.v1.NodeSystemInfo
 	5,   // 89: shoal.v1.Object.pod:type_name -> shoal.v1.Pod
 	39,  // 90: shoal.v1.Object.deployment:type_name -> shoal.v1.Deployment
@@ -7486,8 +7601,8 @@ var file_shoal_proto_depIdxs = []int32{
 	64,  // 99: shoal.v1.ListResponse.items:type_name -> shoal.v1.Object
 	64,  // 100: shoal.v1.DeleteResponse.object:type_name -> shoal.v1.Object
 	64,  // 101: shoal.v1.WatchEvent.object:type_name -> shoal.v1.Object
-	93,  // 102: shoal.v1.RevocationsResponse.nodes:type_name -> shoal.v1.RevokedNode
-	95,  // 103: shoal.v1.SnapshotChunk.info:type_name -> shoal.v1.SnapshotInfo
+	95,  // 102: shoal.v1.RevocationsResponse.nodes:type_name -> shoal.v1.RevokedNode
+	97,  // 103: shoal.v1.SnapshotChunk.info:type_name -> shoal.v1.SnapshotInfo
 	65,  // 104: shoal.v1.Shoal.Apply:input_type -> shoal.v1.ApplyRequest
 	68,  // 105: shoal.v1.Shoal.Get:input_type -> shoal.v1.GetRequest
 	69,  // 106: shoal.v1.Shoal.List:input_type -> shoal.v1.ListRequest
@@ -7499,29 +7614,31 @@ var file_shoal_proto_depIdxs = []int32{
 	81,  // 112: shoal.v1.Shoal.Logs:input_type -> shoal.v1.LogsRequest
 	83,  // 113: shoal.v1.Shoal.Exec:input_type -> shoal.v1.ExecRequest
 	85,  // 114: shoal.v1.Shoal.LoadImage:input_type -> shoal.v1.ImageChunk
-	94,  // 115: shoal.v1.Shoal.Snapshot:input_type -> shoal.v1.SnapshotRequest
+	96,  // 115: shoal.v1.Shoal.Snapshot:input_type -> shoal.v1.SnapshotRequest
 	87,  // 116: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
-	89,  // 117: shoal.v1.Join.Renew:input_type -> shoal.v1.RenewRequest
-	91,  // 118: shoal.v1.Join.Revocations:input_type -> shoal.v1.RevocationsRequest
-	97,  // 119: shoal.v1.Admin.IssueCertificate:input_type -> shoal.v1.AdminCertificateRequest
-	66,  // 120: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
-	64,  // 121: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
-	70,  // 122: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
-	72,  // 123: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
-	74,  // 124: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
-	76,  // 125: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
-	78,  // 126: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	80,  // 127: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
-	82,  // 128: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
-	84,  // 129: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
-	86,  // 130: shoal.v1.Shoal.LoadImage:output_type -> shoal.v1.LoadImageResponse
-	96,  // 131: shoal.v1.Shoal.Snapshot:output_type -> shoal.v1.SnapshotChunk
-	88,  // 132: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
-	90,  // 133: shoal.v1.Join.Renew:output_type -> shoal.v1.RenewResponse
-	92,  // 134: shoal.v1.Join.Revocations:output_type -> shoal.v1.RevocationsResponse
-	98,  // 135: shoal.v1.Admin.IssueCertificate:output_type -> shoal.v1.AdminCertificateResponse
-	120, // [120:136] is the sub-list for method output_type
-	104, // [104:120] is the sub-list for method input_type
+	91,  // 117: shoal.v1.Join.Renew:input_type -> shoal.v1.RenewRequest
+	93,  // 118: shoal.v1.Join.Revocations:input_type -> shoal.v1.RevocationsRequest
+	89,  // 119: shoal.v1.Join.Removed:input_type -> shoal.v1.RemovedRequest
+	99,  // 120: shoal.v1.Admin.IssueCertificate:input_type -> shoal.v1.AdminCertificateRequest
+	66,  // 121: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
+	64,  // 122: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
+	70,  // 123: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
+	72,  // 124: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
+	74,  // 125: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
+	76,  // 126: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
+	78,  // 127: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	80,  // 128: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
+	82,  // 129: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
+	84,  // 130: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
+	86,  // 131: shoal.v1.Shoal.LoadImage:output_type -> shoal.v1.LoadImageResponse
+	98,  // 132: shoal.v1.Shoal.Snapshot:output_type -> shoal.v1.SnapshotChunk
+	88,  // 133: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
+	92,  // 134: shoal.v1.Join.Renew:output_type -> shoal.v1.RenewResponse
+	94,  // 135: shoal.v1.Join.Revocations:output_type -> shoal.v1.RevocationsResponse
+	90,  // 136: shoal.v1.Join.Removed:output_type -> shoal.v1.RemovedResponse
+	100, // 137: shoal.v1.Admin.IssueCertificate:output_type -> shoal.v1.AdminCertificateResponse
+	121, // [121:138] is the sub-list for method output_type
+	104, // [104:121] is the sub-list for method input_type
 	104, // [104:104] is the sub-list for extension type_name
 	104, // [104:104] is the sub-list for extension extendee
 	0,   // [0:104] is the sub-list for field type_name
@@ -7554,7 +7671,7 @@ func file_shoal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_proto_rawDesc), len(file_shoal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   108,
+			NumMessages:   110,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

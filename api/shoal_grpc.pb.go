@@ -564,6 +564,7 @@ const (
 	Join_Join_FullMethodName        = "/shoal.v1.Join/Join"
 	Join_Renew_FullMethodName       = "/shoal.v1.Join/Renew"
 	Join_Revocations_FullMethodName = "/shoal.v1.Join/Revocations"
+	Join_Removed_FullMethodName     = "/shoal.v1.Join/Removed"
 )
 
 // JoinClient is the client API for Join service.
@@ -581,6 +582,11 @@ type JoinClient interface {
 	// Revocations lists the nodes removed from the cluster, for a node
 	// outside the raft replicas, which holds no store of its own. Nodes only.
 	Revocations(ctx context.Context, in *RevocationsRequest, opts ...grpc.CallOption) (*RevocationsResponse, error)
+	// Removed tells a node whether the cluster removed it. It needs no
+	// client certificate: a removed node's is refused at the handshake, and
+	// this is how it learns why (and stops) instead of carrying on with a
+	// stale copy of the state. It says nothing but yes or no for an ID.
+	Removed(ctx context.Context, in *RemovedRequest, opts ...grpc.CallOption) (*RemovedResponse, error)
 }
 
 type joinClient struct {
@@ -621,6 +627,16 @@ func (c *joinClient) Revocations(ctx context.Context, in *RevocationsRequest, op
 	return out, nil
 }
 
+func (c *joinClient) Removed(ctx context.Context, in *RemovedRequest, opts ...grpc.CallOption) (*RemovedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemovedResponse)
+	err := c.cc.Invoke(ctx, Join_Removed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JoinServer is the server API for Join service.
 // All implementations must embed UnimplementedJoinServer
 // for forward compatibility.
@@ -636,6 +652,11 @@ type JoinServer interface {
 	// Revocations lists the nodes removed from the cluster, for a node
 	// outside the raft replicas, which holds no store of its own. Nodes only.
 	Revocations(context.Context, *RevocationsRequest) (*RevocationsResponse, error)
+	// Removed tells a node whether the cluster removed it. It needs no
+	// client certificate: a removed node's is refused at the handshake, and
+	// this is how it learns why (and stops) instead of carrying on with a
+	// stale copy of the state. It says nothing but yes or no for an ID.
+	Removed(context.Context, *RemovedRequest) (*RemovedResponse, error)
 	mustEmbedUnimplementedJoinServer()
 }
 
@@ -654,6 +675,9 @@ func (UnimplementedJoinServer) Renew(context.Context, *RenewRequest) (*RenewResp
 }
 func (UnimplementedJoinServer) Revocations(context.Context, *RevocationsRequest) (*RevocationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Revocations not implemented")
+}
+func (UnimplementedJoinServer) Removed(context.Context, *RemovedRequest) (*RemovedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Removed not implemented")
 }
 func (UnimplementedJoinServer) mustEmbedUnimplementedJoinServer() {}
 func (UnimplementedJoinServer) testEmbeddedByValue()              {}
@@ -730,6 +754,24 @@ func _Join_Revocations_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Join_Removed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemovedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JoinServer).Removed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Join_Removed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JoinServer).Removed(ctx, req.(*RemovedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Join_ServiceDesc is the grpc.ServiceDesc for Join service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -748,6 +790,10 @@ var Join_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Revocations",
 			Handler:    _Join_Revocations_Handler,
+		},
+		{
+			MethodName: "Removed",
+			Handler:    _Join_Removed_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

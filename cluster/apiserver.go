@@ -97,6 +97,12 @@ func (c *Cluster) ServeAPI(ctx context.Context) error {
 		}
 		if r.URL.Path == "/healthz" {
 			w.Header().Set("Content-Type", "text/plain")
+			if c.Fenced() != "" {
+				// The reason goes to callers with a certificate only.
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintln(w, "fenced: removed from the cluster")
+				return
+			}
 			fmt.Fprintln(w, "ok")
 			return
 		}

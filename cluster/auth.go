@@ -52,7 +52,7 @@ const joinMethod = "/shoal.v1.Join/Join"
 // every call, not only at the handshake: a connection made before its node
 // was removed is refused from the next call on.
 func (c *Cluster) authenticate(ctx context.Context, method string) error {
-	if method == joinMethod {
+	if method == joinMethod || method == removedMethod {
 		return nil
 	}
 	leaf := peerLeaf(ctx)
@@ -64,7 +64,7 @@ func (c *Cluster) authenticate(ctx context.Context, method string) error {
 			return status.Errorf(codes.PermissionDenied, "certificate of %q refused: %v", leaf.Subject.CommonName, err)
 		}
 	}
-	return nil
+	return c.fencedError()
 }
 
 // httpRefused answers an HTTP request that comes without a verified client
@@ -100,6 +100,9 @@ func (c *Cluster) httpAuthError(cs *tls.ConnectionState) (int, string) {
 		if err := c.sec.live.check("API", leaf); err != nil {
 			return http.StatusForbidden, fmt.Sprintf("certificate of %q refused: %v", leaf.Subject.CommonName, err)
 		}
+	}
+	if r := c.Fenced(); r != "" {
+		return http.StatusPreconditionFailed, r
 	}
 	return 0, ""
 }

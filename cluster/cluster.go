@@ -211,7 +211,8 @@ type Cluster struct {
 
 	podIO PodIO // this node's agent, for Logs and Exec
 
-	sec security // live certificate and revocation list (rotate.go, revoke.go)
+	sec   security   // live certificate and revocation list (rotate.go, revoke.go)
+	fence fenceState // set once the cluster removed this node (fence.go)
 
 	initResult     *InitResult
 	pendingSecrets *storepb.ClusterSecrets // --init: written once this node leads
@@ -297,6 +298,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := c.setupSecurity(); err != nil {
 		return fail(err)
 	}
+	c.fenceDroppedPeers(ctx, false)
 	c.peers = newPeerClients(c.creds)
 	if err := c.listenAPI(); err != nil {
 		return fail(err)
@@ -332,7 +334,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return fail(err)
 	}
 
-	c.wg.Add(5)
+	c.wg.Add(6)
+	go func() { defer c.wg.Done(); c.fenceLoop(c.ctx) }()
 	go func() { defer c.wg.Done(); c.heartbeatLoop(c.ctx) }()
 	go func() { defer c.wg.Done(); c.batchLoop(c.ctx) }()
 	go func() { defer c.wg.Done(); c.roleLoop(c.ctx) }()
@@ -768,6 +771,7 @@ func (c *Cluster) runLeader(ctx context.Context) {
 		_, _ = c.propose(ctx, &storepb.Txn{TimeUnixNano: time.Now().UnixNano(),
 			SetSettings: &storepb.ClusterSettings{PodCidr: DefaultPodCIDR, ServiceCidr: DefaultServiceCIDR}})
 	}
+	c.fenceDroppedPeers(ctx, true)
 	// The controllers stop with this term: runLeader returns only once
 	// they have.
 	var controllers sync.WaitGroup

@@ -54,6 +54,15 @@ func newMetrics(reg *prometheus.Registry, c *Cluster) *metrics {
 			ConstLabels: prometheus.Labels{"state": "dead"},
 		}, func() float64 { return float64(c.countMembers(false)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shoal_node_fenced",
+			Help: "1 when the cluster removed this node and it stopped serving (see its log for why).",
+		}, func() float64 {
+			if c.Fenced() != "" {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shoal_raft_leader",
 			Help: "1 when this node is the raft leader.",
 		}, func() float64 {

@@ -637,6 +637,13 @@ type forceRecord struct {
 	LastTerm     uint64    `json:"lastTerm"`
 	WasVoter     bool      `json:"wasVoter"`
 	DroppedPeers []string  `json:"droppedPeers"`
+	// DroppedNodes are revoked by the new cluster (fenceDroppedPeers).
+	DroppedNodes []droppedNode `json:"droppedNodes,omitempty"`
+}
+
+type droppedNode struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
 }
 
 // forceNewCluster rewrites this node's raft state so that it is the only
@@ -704,6 +711,7 @@ func (c *Cluster) forceNewCluster() error {
 			name = string(s.ID)
 		}
 		rec.DroppedPeers = append(rec.DroppedPeers, fmt.Sprintf("%s (%s, %s)", name, s.Address, strings.ToLower(s.Suffrage.String())))
+		rec.DroppedNodes = append(rec.DroppedNodes, droppedNode{ID: string(s.ID), Name: name})
 	}
 	if list, err := snaps.List(); err == nil && len(list) > 0 {
 		rec.LastIndex, rec.LastTerm = list[0].Index, list[0].Term
@@ -716,10 +724,63 @@ func (c *Cluster) forceNewCluster() error {
 		c.log.Warn("FORCE-NEW-CLUSTER: this node was NOT a voter: its copy may lack the last writes the old cluster acknowledged")
 	}
 	c.log.Warn("FORCE-NEW-CLUSTER: this node is now the only voter of its cluster, with everything its log and snapshots held "+
-		"(entries it had not yet seen committed included). The dropped nodes must not start again with their old data: "+
-		"wipe their data directories and join them again with `shoal agent --join ... --token ...`. Remove --force-new-cluster from this node's command line.",
+		"(entries it had not yet seen committed included). The dropped nodes are revoked: this cluster refuses them. "+
+		"Wipe their data directories and join them again with `shoal agent --join ... --token ...` (a new node ID). Remove --force-new-cluster from this node's command line.",
 		"node", c.id.Name, "lastIndex", rec.LastIndex, "lastTerm", rec.LastTerm, "dropped", strings.Join(rec.DroppedPeers, ", "), "record", marker)
 	return nil
+}
+
+// fenceDroppedPeers revokes the nodes a --force-new-cluster on this node
+// dropped, so that the new cluster refuses them for good. Dropped voters
+// that come back with their old data still count each other as a
+// majority of the old configuration and can elect a leader among
+// themselves; that leader's heartbeats, with a higher term, would make
+// this node step down and overwrite the writes taken since the recovery.
+// Refused at the TLS handshake, they cannot reach it. At start (before
+// raft) the IDs go on this node's own list; as leader it writes them to
+// the replicated list, where every node that joins later finds them.
+func (c *Cluster) fenceDroppedPeers(ctx context.Context, replicated bool) {
+	rec, ok := c.forceRecord()
+	if !ok || len(rec.DroppedNodes) == 0 {
+		return
+	}
+	if !replicated {
+		var list []*storepb.RevokedNode
+		for _, d := range rec.DroppedNodes {
+			list = append(list, &storepb.RevokedNode{NodeId: d.ID, Name: d.Name, RevokedUnixNano: rec.Time.UnixNano()})
+		}
+		// Before gossip starts: nothing to forget there yet.
+		if added := c.sec.live.addFetched(list); len(added) > 0 {
+			c.log.Info("nodes dropped by --force-new-cluster are refused", "count", len(added))
+		}
+		return
+	}
+	for _, d := range rec.DroppedNodes {
+		if c.state.Secrets() != nil && newRevokedSet(c.state.Secrets().GetRevokedNodes()).nodeRevoked(d.ID) {
+			continue
+		}
+		if err := c.revokeNode(ctx, d.ID, d.Name); err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("revoke a node dropped by --force-new-cluster (tried again next term)", "node", d.Name, "err", err)
+			}
+			return
+		}
+		c.log.Warn("node dropped by --force-new-cluster revoked: wipe its data directory before it joins again", "node", d.Name, "id", d.ID)
+	}
+}
+
+// forceRecord reads what --force-new-cluster left in the data directory.
+func (c *Cluster) forceRecord() (forceRecord, bool) {
+	data, err := os.ReadFile(filepath.Join(c.cfg.DataDir, forceMarkerName))
+	if err != nil {
+		return forceRecord{}, false
+	}
+	var rec forceRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		c.log.Warn("unreadable record of --force-new-cluster", "err", err)
+		return forceRecord{}, false
+	}
+	return rec, true
 }
 
 // ---------------------------------------------------------------- nodes

@@ -355,9 +355,12 @@ func listTree(t *testing.T, dir string) string {
 	return b.String()
 }
 
-// Two of three voters are lost for good: the survivor cannot write, and
-// restarted with --force-new-cluster it leads alone with every object it
+// Two of three voters are lost: the survivor cannot write, and restarted
+// with --force-new-cluster it leads alone with every object it
 // acknowledged, takes writes, and admits new nodes. The flag is one-shot.
+// The lost two, started again with their old data, elect a leader between
+// themselves (a majority of the old configuration), but the new cluster
+// has revoked them and is not disturbed.
 func TestForceNewClusterOnSurvivor(t *testing.T) {
 	nodes, res := testCluster(t, 3, "127.0.62.")
 	ctx := context.Background()
@@ -384,13 +387,12 @@ func TestForceNewClusterOnSurvivor(t *testing.T) {
 		return idx >= top, fmt.Sprintf("survivor at %d, last write at %d", idx, top)
 	})
 	var lost []string
+	var lostCfgs []Config
 	for i, n := range nodes {
 		if i != si {
 			lost = append(lost, n.cfg.NodeName)
+			lostCfgs = append(lostCfgs, Config{DataDir: n.cfg.DataDir, AdvertiseAddr: n.cfg.AdvertiseAddr})
 			n.stop()
-			if err := os.RemoveAll(n.cfg.DataDir); err != nil {
-				t.Fatal(err)
-			}
 		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -440,6 +442,58 @@ func TestForceNewClusterOnSurvivor(t *testing.T) {
 		}
 		return ok, seen
 	})
+
+	// The lost voters come back with their old data.
+	waitFor(t, 10*time.Second, "the lost nodes on the replicated revocation list", func() (bool, string) {
+		revoked := newRevokedSet(survivor.c.State().Secrets().GetRevokedNodes())
+		n := 0
+		for _, l := range lostCfgs {
+			id, _, err := loadIdentity(l.DataDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if revoked.nodeRevoked(id.ID) {
+				n++
+			}
+		}
+		return n == len(lostCfgs), fmt.Sprintf("%d of %d revoked", n, len(lostCfgs))
+	})
+	var island []*testNode
+	for _, l := range lostCfgs {
+		island = append(island, startTestNode(t, l))
+	}
+	// They ask the survivor whether they were removed, learn it, and stop
+	// (else they would elect a leader between themselves: a second
+	// cluster). Meanwhile the survivor stays the leader of its own.
+	waitFor(t, 20*time.Second, "the old nodes fence themselves, the survivor undisturbed", func() (bool, string) {
+		servers, _ := survivor.c.raftServers()
+		if !survivor.c.isLeaderReady() || len(servers) != 2 {
+			t.Fatalf("the old nodes disturbed the new cluster: leader ready %v, servers %v", survivor.c.isLeaderReady(), servers)
+		}
+		fenced := 0
+		for _, n := range island {
+			if n.c.Fenced() != "" {
+				fenced++
+			}
+		}
+		return fenced == len(island), fmt.Sprintf("%d of %d fenced", fenced, len(island))
+	})
+	for i, n := range island {
+		_, err := adminClient(t, res, n.c.APIAddress()).List(ctx, &api.ListRequest{Kind: "Service"})
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "was removed from the cluster") ||
+			!strings.Contains(err.Error(), "Wipe its data directory") {
+			t.Fatalf("a read from old node %s: %v; want FailedPrecondition with the reason", lost[i], err)
+		}
+		if n.c.isLeader() {
+			t.Fatalf("fenced old node %s leads", lost[i])
+		}
+	}
+	if ok, diff := sameServices(ctx, cl, want); !ok {
+		t.Fatalf("with the old nodes back: %s", diff)
+	}
+	for _, n := range island {
+		n.stop()
+	}
 
 	// The flag left on the command line: a restart ignores it and keeps
 	// the joined node in the raft configuration.

@@ -317,8 +317,9 @@ func TestSecurityAPIRefusesBadClientCertificates(t *testing.T) {
 // Claim 2: a node removed with `shoal node rm` can no longer reach raft or
 // the API of the others, over new connections and over connections it made
 // before; it cannot renew its certificate; its gossip is ignored, so it
-// does not come back as a member; and all of this survives a snapshot and
-// a restart.
+// does not come back as a member; started again with its old data, it
+// learns that it was removed and stops serving; and all of this survives a
+// snapshot and a restart.
 func TestSecurityRemovedNodeIsLockedOut(t *testing.T) {
 	log := &secLog{}
 	nodes, res := secCluster(t, 4, "127.0.41.", log, nil)
@@ -422,10 +423,21 @@ func TestSecurityRemovedNodeIsLockedOut(t *testing.T) {
 		return alive > 0 && (taken || len(log.lines("refused a revoked node", "where=gossip")) > 0),
 			fmt.Sprintf("n4 sees %d others alive; gossip refusals: %q", alive, log.lines("refused a revoked node", "where=gossip"))
 	})
-	waitFor(t, 30*time.Second, "n4's raft reached the others and was refused", func() (bool, string) {
-		lines := n4Log.lines("component=raft", "tls: bad certificate")
-		return len(lines) > 0, fmt.Sprintf("n4 raft state %v; n4 log:\n%s", back.c.raft.raft.State(), strings.Join(n4Log.lines("component=raft"), "\n"))
+	// n4 asks the others whether it was removed, learns it, and stops: its
+	// raft shut down, its API answering every call with the reason.
+	waitFor(t, 30*time.Second, "n4 learns it was removed and stops", func() (bool, string) {
+		return back.c.Fenced() != "", fmt.Sprintf("n4 raft state %v; n4 log:\n%s", back.c.raft.raft.State(), strings.Join(n4Log.lines("component=raft"), "\n"))
 	})
+	if st := back.c.raft.raft.State(); st != raft.Shutdown {
+		t.Fatalf("fenced n4's raft is %v, want Shutdown", st)
+	}
+	if len(n4Log.lines("FENCED", "was removed from the cluster")) == 0 {
+		t.Fatalf("n4's log does not say why it stopped:\n%s", n4Log.String())
+	}
+	_, err = adminClient(t, res, back.c.APIAddress()).List(ctx, &api.ListRequest{Kind: "Node"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "was removed from the cluster") {
+		t.Fatalf("a call to fenced n4: %v; want FailedPrecondition with the reason", err)
+	}
 	for _, n := range nodes[:3] {
 		if m, ok := n.c.members.Member(n4ID); ok {
 			t.Fatalf("%s has n4 as a member again: %+v", n.cfg.NodeName, m)

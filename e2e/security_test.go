@@ -172,6 +172,11 @@ func TestSecurityRealAgents(t *testing.T) {
 			}
 			return len(seen) > 0, third.logTail(10)
 		})
+		// ... and it learns from them that it was removed, and stops.
+		waitFor(t, 30*time.Second, "the returning sec3 fences itself (in its log)", func() (bool, string) {
+			data, _ := os.ReadFile(third.logPath)
+			return strings.Contains(string(data), "FENCED") && strings.Contains(string(data), "was removed from the cluster"), third.logTail(10)
+		})
 		out, err := l.shoal("node", "ls")
 		if err != nil {
 			t.Fatalf("node ls: %v\n%s", err, out)
