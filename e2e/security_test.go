@@ -22,7 +22,12 @@ func TestSecurityRealAgents(t *testing.T) {
 	l := newLab(t)
 	first, join := l.initCluster("sec1", "127.0.48.11")
 	l.start("sec2", "127.0.48.12", join...)
-	third := l.start("sec3", "127.0.48.13", join...)
+	// sec3 reads its token from a file: it is not in the process list.
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(join[3]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third := l.start("sec3", "127.0.48.13", join[0], join[1], "--token-file", tokenFile)
 	waitFor(t, 60*time.Second, "3 Ready nodes, one leader", func() (bool, string) {
 		out, err := l.shoal("node", "ls")
 		if err != nil {
@@ -44,6 +49,16 @@ func TestSecurityRealAgents(t *testing.T) {
 	case <-time.After(40 * time.Second):
 		t.Fatal("the agent with a rotated-out token did not exit")
 	}
+
+	t.Run("join secret not in the process list with --token-file", func(t *testing.T) {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", third.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(cmdline), initToken) || !strings.Contains(string(cmdline), "--token-file") {
+			t.Errorf("sec3's command line: %q", strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	})
 
 	t.Run("join secret not in logs", func(t *testing.T) {
 		secrets := map[string]string{"init token": initToken, "rotated token": rotated}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ func newAgentCommand() *cobra.Command {
 		insecureRegistry []string
 		reserveCPU       string
 		reserveMemory    string
+		tokenFile        string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -53,8 +55,13 @@ func newAgentCommand() *cobra.Command {
 			if cfg.ForceNewCluster && (cfg.Init || cfg.Join != "") {
 				return fmt.Errorf("--force-new-cluster restarts a node from its data directory: it excludes --init and --join")
 			}
+			token, err := joinToken(cfg.Token, tokenFile, os.Getenv(tokenEnv), os.ReadFile)
+			if err != nil {
+				return err
+			}
+			cfg.Token = token
 			if cfg.Join != "" && cfg.Token == "" {
-				return fmt.Errorf("--join needs --token (print it with `shoal token` on a node of the cluster)")
+				return fmt.Errorf("--join needs the join token: --token-file FILE, $%s or --token (print it with `shoal token` on a node of the cluster)", tokenEnv)
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -91,7 +98,8 @@ func newAgentCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVar(&cfg.Init, "init", false, "create a new cluster with this node as its first member")
 	f.StringVar(&cfg.Join, "join", "", "join the cluster of the node whose API is at HOST:PORT")
-	f.StringVar(&cfg.Token, "token", "", "join token (SHOAL-1-...), printed by --init and by `shoal token`")
+	f.StringVar(&cfg.Token, "token", "", "join token (SHOAL-1-...), printed by --init and by `shoal token`; other users of the machine see it in the process list: prefer --token-file or $"+tokenEnv)
+	f.StringVar(&tokenFile, "token-file", "", "file holding the join token (its first line)")
 	f.BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false, "disaster recovery, on a survivor of a lost majority of voters: restart this node as the only voter of its cluster, "+
 		"keeping all the data it holds; others join it again with the token. Wipe the lost nodes' data before they come back. "+
 		"One-shot: ignored once applied while <data-dir>/force-new-cluster.json exists")
@@ -124,4 +132,31 @@ func newAgentCommand() *cobra.Command {
 	f.StringArrayVar(&insecureRegistry, "insecure-registry", nil, "a registry HOST[:PORT] spoken to over plain HTTP (repeatable)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
+}
+
+// tokenEnv names the environment variable a join token may come in: unlike
+// a flag, it is not in the process list other users of the machine see.
+const tokenEnv = "SHOAL_TOKEN"
+
+// joinToken picks the join token from --token, --token-file or the
+// environment, in that order; at most one of the flags may be given.
+func joinToken(flag, file, env string, readFile func(string) ([]byte, error)) (string, error) {
+	switch {
+	case flag != "" && file != "":
+		return "", fmt.Errorf("--token and --token-file exclude each other")
+	case flag != "":
+		return flag, nil
+	case file != "":
+		data, err := readFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		line, _, _ := strings.Cut(string(data), "\n")
+		token := strings.TrimSpace(line)
+		if token == "" {
+			return "", fmt.Errorf("--token-file %s: its first line is empty; want the join token (SHOAL-1-...)", file)
+		}
+		return token, nil
+	}
+	return strings.TrimSpace(env), nil
 }

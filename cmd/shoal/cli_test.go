@@ -937,3 +937,46 @@ func TestGetWatchJSONByName(t *testing.T) {
 		t.Fatalf("watch by name printed another object:\n%s", out.String())
 	}
 }
+
+// The join token comes from --token, --token-file (first line) or
+// $SHOAL_TOKEN; a bad combination or an unusable file is refused with
+// what is wrong.
+func TestJoinTokenSources(t *testing.T) {
+	files := map[string]string{
+		"tok":   "SHOAL-1-aaaa-bbbb\n",
+		"crlf":  "  SHOAL-1-aaaa-bbbb \r\nsecond line\n",
+		"empty": "\n",
+	}
+	read := func(name string) ([]byte, error) {
+		if s, ok := files[name]; ok {
+			return []byte(s), nil
+		}
+		return nil, fmt.Errorf("open %s: no such file or directory", name)
+	}
+	cases := []struct {
+		flag, file, env string
+		want, err       string
+	}{
+		{flag: "SHOAL-1-flag", want: "SHOAL-1-flag"},
+		{flag: "SHOAL-1-flag", env: "SHOAL-1-env", want: "SHOAL-1-flag"},
+		{file: "tok", want: "SHOAL-1-aaaa-bbbb"},
+		{file: "crlf", env: "SHOAL-1-env", want: "SHOAL-1-aaaa-bbbb"},
+		{env: " SHOAL-1-env\n", want: "SHOAL-1-env"},
+		{want: ""},
+		{flag: "SHOAL-1-flag", file: "tok", err: "--token and --token-file exclude each other"},
+		{file: "missing", err: "--token-file: open missing"},
+		{file: "empty", err: "--token-file empty: its first line is empty"},
+	}
+	for _, tc := range cases {
+		got, err := joinToken(tc.flag, tc.file, tc.env, read)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("joinToken(%q, %q, %q) = %q, %v; want an error saying %q", tc.flag, tc.file, tc.env, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("joinToken(%q, %q, %q) = %q, %v; want %q", tc.flag, tc.file, tc.env, got, err, tc.want)
+		}
+	}
+}
