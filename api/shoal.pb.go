@@ -6367,6 +6367,7 @@ func (*RevocationsRequest) Descriptor() ([]byte, []int) {
 type RevocationsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Nodes         []*RevokedNode         `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Admins        []*RevokedAdmin        `protobuf:"bytes,2,rep,name=admins,proto3" json:"admins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6408,6 +6409,67 @@ func (x *RevocationsResponse) GetNodes() []*RevokedNode {
 	return nil
 }
 
+func (x *RevocationsResponse) GetAdmins() []*RevokedAdmin {
+	if x != nil {
+		return x.Admins
+	}
+	return nil
+}
+
+// RevokedAdmin is an administrator whose certificates issued before
+// revoked_unix_nano are refused (`shoal admin-cert revoke`).
+type RevokedAdmin struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RevokedUnixNano int64                  `protobuf:"varint,2,opt,name=revoked_unix_nano,json=revokedUnixNano,proto3" json:"revoked_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RevokedAdmin) Reset() {
+	*x = RevokedAdmin{}
+	mi := &file_shoal_proto_msgTypes[95]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedAdmin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedAdmin) ProtoMessage() {}
+
+func (x *RevokedAdmin) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[95]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedAdmin.ProtoReflect.Descriptor instead.
+func (*RevokedAdmin) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{95}
+}
+
+func (x *RevokedAdmin) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokedAdmin) GetRevokedUnixNano() int64 {
+	if x != nil {
+		return x.RevokedUnixNano
+	}
+	return 0
+}
+
 // RevokedNode is a node removed from the cluster (`shoal node rm`).
 type RevokedNode struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -6420,7 +6482,7 @@ type RevokedNode struct {
 
 func (x *RevokedNode) Reset() {
 	*x = RevokedNode{}
-	mi := &file_shoal_proto_msgTypes[95]
+	mi := &file_shoal_proto_msgTypes[96]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6432,7 +6494,7 @@ func (x *RevokedNode) String() string {
 func (*RevokedNode) ProtoMessage() {}
 
 func (x *RevokedNode) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[95]
+	mi := &file_shoal_proto_msgTypes[96]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6445,7 +6507,7 @@ func (x *RevokedNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedNode.ProtoReflect.Descriptor instead.
 func (*RevokedNode) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{95}
+	return file_shoal_proto_rawDescGZIP(), []int{96}
 }
 
 func (x *RevokedNode) GetNodeId() string {
@@ -6477,7 +6539,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_shoal_proto_msgTypes[96]
+	mi := &file_shoal_proto_msgTypes[97]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6489,7 +6551,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[96]
+	mi := &file_shoal_proto_msgTypes[97]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6502,7 +6564,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{96}
+	return file_shoal_proto_rawDescGZIP(), []int{97}
 }
 
 // SnapshotInfo describes a snapshot of the store.
@@ -6522,7 +6584,7 @@ type SnapshotInfo struct {
 
 func (x *SnapshotInfo) Reset() {
 	*x = SnapshotInfo{}
-	mi := &file_shoal_proto_msgTypes[97]
+	mi := &file_shoal_proto_msgTypes[98]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6534,7 +6596,7 @@ func (x *SnapshotInfo) String() string {
 func (*SnapshotInfo) ProtoMessage() {}
 
 func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[97]
+	mi := &file_shoal_proto_msgTypes[98]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6547,7 +6609,7 @@ func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
 func (*SnapshotInfo) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{97}
+	return file_shoal_proto_rawDescGZIP(), []int{98}
 }
 
 func (x *SnapshotInfo) GetClusterId() string {
@@ -6600,7 +6662,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_shoal_proto_msgTypes[98]
+	mi := &file_shoal_proto_msgTypes[99]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6612,7 +6674,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[98]
+	mi := &file_shoal_proto_msgTypes[99]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6625,7 +6687,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{98}
+	return file_shoal_proto_rawDescGZIP(), []int{99}
 }
 
 func (x *SnapshotChunk) GetInfo() *SnapshotInfo {
@@ -6670,7 +6732,7 @@ type AdminCertificateRequest struct {
 
 func (x *AdminCertificateRequest) Reset() {
 	*x = AdminCertificateRequest{}
-	mi := &file_shoal_proto_msgTypes[99]
+	mi := &file_shoal_proto_msgTypes[100]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6682,7 +6744,7 @@ func (x *AdminCertificateRequest) String() string {
 func (*AdminCertificateRequest) ProtoMessage() {}
 
 func (x *AdminCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[99]
+	mi := &file_shoal_proto_msgTypes[100]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6695,7 +6757,7 @@ func (x *AdminCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminCertificateRequest.ProtoReflect.Descriptor instead.
 func (*AdminCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{99}
+	return file_shoal_proto_rawDescGZIP(), []int{100}
 }
 
 func (x *AdminCertificateRequest) GetName() string {
@@ -6729,7 +6791,7 @@ type AdminCertificateResponse struct {
 
 func (x *AdminCertificateResponse) Reset() {
 	*x = AdminCertificateResponse{}
-	mi := &file_shoal_proto_msgTypes[100]
+	mi := &file_shoal_proto_msgTypes[101]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6741,7 +6803,7 @@ func (x *AdminCertificateResponse) String() string {
 func (*AdminCertificateResponse) ProtoMessage() {}
 
 func (x *AdminCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_proto_msgTypes[100]
+	mi := &file_shoal_proto_msgTypes[101]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6754,7 +6816,7 @@ func (x *AdminCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminCertificateResponse.ProtoReflect.Descriptor instead.
 func (*AdminCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_proto_rawDescGZIP(), []int{100}
+	return file_shoal_proto_rawDescGZIP(), []int{101}
 }
 
 func (x *AdminCertificateResponse) GetCertificate() []byte {
@@ -6769,6 +6831,95 @@ func (x *AdminCertificateResponse) GetCaCertificate() []byte {
 		return x.CaCertificate
 	}
 	return nil
+}
+
+type AdminRevokeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminRevokeRequest) Reset() {
+	*x = AdminRevokeRequest{}
+	mi := &file_shoal_proto_msgTypes[102]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminRevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminRevokeRequest) ProtoMessage() {}
+
+func (x *AdminRevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[102]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminRevokeRequest.ProtoReflect.Descriptor instead.
+func (*AdminRevokeRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{102}
+}
+
+func (x *AdminRevokeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type AdminRevokeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Certificates of the name issued before this are refused.
+	RevokedUnixNano int64 `protobuf:"varint,1,opt,name=revoked_unix_nano,json=revokedUnixNano,proto3" json:"revoked_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AdminRevokeResponse) Reset() {
+	*x = AdminRevokeResponse{}
+	mi := &file_shoal_proto_msgTypes[103]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminRevokeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminRevokeResponse) ProtoMessage() {}
+
+func (x *AdminRevokeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_proto_msgTypes[103]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminRevokeResponse.ProtoReflect.Descriptor instead.
+func (*AdminRevokeResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_proto_rawDescGZIP(), []int{103}
+}
+
+func (x *AdminRevokeResponse) GetRevokedUnixNano() int64 {
+	if x != nil {
+		return x.RevokedUnixNano
+	}
+	return 0
 }
 
 var File_shoal_proto protoreflect.FileDescriptor
@@ -7323,9 +7474,13 @@ const file_shoal_proto_rawDesc = "" +
 	"\rRenewResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12%\n" +
 	"\x0eca_certificate\x18\x02 \x01(\fR\rcaCertificate\"\x14\n" +
-	"\x12RevocationsRequest\"B\n" +
+	"\x12RevocationsRequest\"r\n" +
 	"\x13RevocationsResponse\x12+\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x15.shoal.v1.RevokedNodeR\x05nodes\"f\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.shoal.v1.RevokedNodeR\x05nodes\x12.\n" +
+	"\x06admins\x18\x02 \x03(\v2\x16.shoal.v1.RevokedAdminR\x06admins\"N\n" +
+	"\fRevokedAdmin\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
+	"\x11revoked_unix_nano\x18\x02 \x01(\x03R\x0frevokedUnixNano\"f\n" +
 	"\vRevokedNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -7349,7 +7504,11 @@ const file_shoal_proto_rawDesc = "" +
 	"\x10validity_seconds\x18\x03 \x01(\x03R\x0fvaliditySeconds\"c\n" +
 	"\x18AdminCertificateResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12%\n" +
-	"\x0eca_certificate\x18\x02 \x01(\fR\rcaCertificate2\xd4\x05\n" +
+	"\x0eca_certificate\x18\x02 \x01(\fR\rcaCertificate\"(\n" +
+	"\x12AdminRevokeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"A\n" +
+	"\x13AdminRevokeResponse\x12*\n" +
+	"\x11revoked_unix_nano\x18\x01 \x01(\x03R\x0frevokedUnixNano2\xd4\x05\n" +
 	"\x05Shoal\x128\n" +
 	"\x05Apply\x12\x16.shoal.v1.ApplyRequest\x1a\x17.shoal.v1.ApplyResponse\x12-\n" +
 	"\x03Get\x12\x14.shoal.v1.GetRequest\x1a\x10.shoal.v1.Object\x125\n" +
@@ -7368,9 +7527,10 @@ const file_shoal_proto_rawDesc = "" +
 	"\x04Join\x12\x15.shoal.v1.JoinRequest\x1a\x16.shoal.v1.JoinResponse\x128\n" +
 	"\x05Renew\x12\x16.shoal.v1.RenewRequest\x1a\x17.shoal.v1.RenewResponse\x12J\n" +
 	"\vRevocations\x12\x1c.shoal.v1.RevocationsRequest\x1a\x1d.shoal.v1.RevocationsResponse\x12>\n" +
-	"\aRemoved\x12\x18.shoal.v1.RemovedRequest\x1a\x19.shoal.v1.RemovedResponse2b\n" +
+	"\aRemoved\x12\x18.shoal.v1.RemovedRequest\x1a\x19.shoal.v1.RemovedResponse2\xb5\x01\n" +
 	"\x05Admin\x12Y\n" +
-	"\x10IssueCertificate\x12!.shoal.v1.AdminCertificateRequest\x1a\".shoal.v1.AdminCertificateResponseB$Z\"github.com/shoalproj/shoal/api;apib\x06proto3"
+	"\x10IssueCertificate\x12!.shoal.v1.AdminCertificateRequest\x1a\".shoal.v1.AdminCertificateResponse\x12Q\n" +
+	"\x12RevokeCertificates\x12\x1c.shoal.v1.AdminRevokeRequest\x1a\x1d.shoal.v1.AdminRevokeResponseB$Z\"github.com/shoalproj/shoal/api;apib\x06proto3"
 
 var (
 	file_shoal_proto_rawDescOnce sync.Once
@@ -7384,7 +7544,7 @@ func file_shoal_proto_rawDescGZIP() []byte {
 	return file_shoal_proto_rawDescData
 }
 
-var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 110)
+var file_shoal_proto_msgTypes = make([]protoimpl.MessageInfo, 113)
 var file_shoal_proto_goTypes = []any{
 	(*ObjectMeta)(nil),               // 0: shoal.v1.ObjectMeta
 	(*OwnerReference)(nil),           // 1: shoal.v1.OwnerReference
@@ -7481,28 +7641,31 @@ var file_shoal_proto_goTypes = []any{
 	(*RenewResponse)(nil),            // 92: shoal.v1.RenewResponse
 	(*RevocationsRequest)(nil),       // 93: shoal.v1.RevocationsRequest
 	(*RevocationsResponse)(nil),      // 94: shoal.v1.RevocationsResponse
-	(*RevokedNode)(nil),              // 95: shoal.v1.RevokedNode
-	(*SnapshotRequest)(nil),          // 96: shoal.v1.SnapshotRequest
-	(*SnapshotInfo)(nil),             // 97: shoal.v1.SnapshotInfo
-	(*SnapshotChunk)(nil),            // 98: shoal.v1.SnapshotChunk
-	(*AdminCertificateRequest)(nil),  // 99: shoal.v1.AdminCertificateRequest
-	(*AdminCertificateResponse)(nil), // 100: shoal.v1.AdminCertificateResponse
-	nil,                              // 101: shoal.v1.ObjectMeta.LabelsEntry
-	nil,                              // 102: shoal.v1.ObjectMeta.AnnotationsEntry
-	nil,                              // 103: shoal.v1.LabelSelector.MatchLabelsEntry
-	nil,                              // 104: shoal.v1.PodSpec.NodeSelectorEntry
-	nil,                              // 105: shoal.v1.ResourceRequirements.LimitsEntry
-	nil,                              // 106: shoal.v1.ResourceRequirements.RequestsEntry
-	nil,                              // 107: shoal.v1.ServiceSpec.SelectorEntry
-	nil,                              // 108: shoal.v1.NodeStatus.CapacityEntry
-	nil,                              // 109: shoal.v1.NodeStatus.AllocatableEntry
-	(*structpb.Value)(nil),           // 110: google.protobuf.Value
+	(*RevokedAdmin)(nil),             // 95: shoal.v1.RevokedAdmin
+	(*RevokedNode)(nil),              // 96: shoal.v1.RevokedNode
+	(*SnapshotRequest)(nil),          // 97: shoal.v1.SnapshotRequest
+	(*SnapshotInfo)(nil),             // 98: shoal.v1.SnapshotInfo
+	(*SnapshotChunk)(nil),            // 99: shoal.v1.SnapshotChunk
+	(*AdminCertificateRequest)(nil),  // 100: shoal.v1.AdminCertificateRequest
+	(*AdminCertificateResponse)(nil), // 101: shoal.v1.AdminCertificateResponse
+	(*AdminRevokeRequest)(nil),       // 102: shoal.v1.AdminRevokeRequest
+	(*AdminRevokeResponse)(nil),      // 103: shoal.v1.AdminRevokeResponse
+	nil,                              // 104: shoal.v1.ObjectMeta.LabelsEntry
+	nil,                              // 105: shoal.v1.ObjectMeta.AnnotationsEntry
+	nil,                              // 106: shoal.v1.LabelSelector.MatchLabelsEntry
+	nil,                              // 107: shoal.v1.PodSpec.NodeSelectorEntry
+	nil,                              // 108: shoal.v1.ResourceRequirements.LimitsEntry
+	nil,                              // 109: shoal.v1.ResourceRequirements.RequestsEntry
+	nil,                              // 110: shoal.v1.ServiceSpec.SelectorEntry
+	nil,                              // 111: shoal.v1.NodeStatus.CapacityEntry
+	nil,                              // 112: shoal.v1.NodeStatus.AllocatableEntry
+	(*structpb.Value)(nil),           // 113: google.protobuf.Value
 }
 var file_shoal_proto_depIdxs = []int32{
-	101, // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
-	102, // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
+	104, // 0: shoal.v1.ObjectMeta.labels:type_name -> shoal.v1.ObjectMeta.LabelsEntry
+	105, // 1: shoal.v1.ObjectMeta.annotations:type_name -> shoal.v1.ObjectMeta.AnnotationsEntry
 	1,   // 2: shoal.v1.ObjectMeta.owner_references:type_name -> shoal.v1.OwnerReference
-	103, // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
+	106, // 3: shoal.v1.LabelSelector.match_labels:type_name -> shoal.v1.LabelSelector.MatchLabelsEntry
 	3,   // 4: shoal.v1.LabelSelector.match_expressions:type_name -> shoal.v1.LabelSelectorRequirement
 	0,   // 5: shoal.v1.Pod.metadata:type_name -> shoal.v1.ObjectMeta
 	7,   // 6: shoal.v1.Pod.spec:type_name -> shoal.v1.PodSpec
@@ -7511,7 +7674,7 @@ var file_shoal_proto_depIdxs = []int32{
 	7,   // 9: shoal.v1.PodTemplateSpec.spec:type_name -> shoal.v1.PodSpec
 	8,   // 10: shoal.v1.PodSpec.containers:type_name -> shoal.v1.Container
 	13,  // 11: shoal.v1.PodSpec.volumes:type_name -> shoal.v1.Volume
-	104, // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
+	107, // 12: shoal.v1.PodSpec.node_selector:type_name -> shoal.v1.PodSpec.NodeSelectorEntry
 	21,  // 13: shoal.v1.PodSpec.affinity:type_name -> shoal.v1.Affinity
 	30,  // 14: shoal.v1.PodSpec.tolerations:type_name -> shoal.v1.Toleration
 	31,  // 15: shoal.v1.PodSpec.topology_spread_constraints:type_name -> shoal.v1.TopologySpreadConstraint
@@ -7522,16 +7685,16 @@ var file_shoal_proto_depIdxs = []int32{
 	16,  // 20: shoal.v1.Container.liveness_probe:type_name -> shoal.v1.Probe
 	16,  // 21: shoal.v1.Container.readiness_probe:type_name -> shoal.v1.Probe
 	16,  // 22: shoal.v1.Container.startup_probe:type_name -> shoal.v1.Probe
-	105, // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
-	106, // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
+	108, // 23: shoal.v1.ResourceRequirements.limits:type_name -> shoal.v1.ResourceRequirements.LimitsEntry
+	109, // 24: shoal.v1.ResourceRequirements.requests:type_name -> shoal.v1.ResourceRequirements.RequestsEntry
 	14,  // 25: shoal.v1.Volume.empty_dir:type_name -> shoal.v1.EmptyDirVolumeSource
 	15,  // 26: shoal.v1.Volume.host_path:type_name -> shoal.v1.HostPathVolumeSource
 	17,  // 27: shoal.v1.Probe.exec:type_name -> shoal.v1.ExecAction
 	18,  // 28: shoal.v1.Probe.http_get:type_name -> shoal.v1.HTTPGetAction
 	20,  // 29: shoal.v1.Probe.tcp_socket:type_name -> shoal.v1.TCPSocketAction
-	110, // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
+	113, // 30: shoal.v1.HTTPGetAction.port:type_name -> google.protobuf.Value
 	19,  // 31: shoal.v1.HTTPGetAction.http_headers:type_name -> shoal.v1.HTTPHeader
-	110, // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
+	113, // 32: shoal.v1.TCPSocketAction.port:type_name -> google.protobuf.Value
 	22,  // 33: shoal.v1.Affinity.node_affinity:type_name -> shoal.v1.NodeAffinity
 	27,  // 34: shoal.v1.Affinity.pod_anti_affinity:type_name -> shoal.v1.PodAntiAffinity
 	23,  // 35: shoal.v1.NodeAffinity.required_during_scheduling_ignored_during_execution:type_name -> shoal.v1.NodeSelector
@@ -7558,8 +7721,8 @@ var file_shoal_proto_depIdxs = []int32{
 	6,   // 56: shoal.v1.DeploymentSpec.template:type_name -> shoal.v1.PodTemplateSpec
 	41,  // 57: shoal.v1.DeploymentSpec.strategy:type_name -> shoal.v1.DeploymentStrategy
 	42,  // 58: shoal.v1.DeploymentStrategy.rolling_update:type_name -> shoal.v1.RollingUpdateDeployment
-	110, // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
-	110, // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
+	113, // 59: shoal.v1.RollingUpdateDeployment.max_unavailable:type_name -> google.protobuf.Value
+	113, // 60: shoal.v1.RollingUpdateDeployment.max_surge:type_name -> google.protobuf.Value
 	44,  // 61: shoal.v1.DeploymentStatus.conditions:type_name -> shoal.v1.DeploymentCondition
 	0,   // 62: shoal.v1.ControllerRevision.metadata:type_name -> shoal.v1.ObjectMeta
 	6,   // 63: shoal.v1.ControllerRevision.data:type_name -> shoal.v1.PodTemplateSpec
@@ -7568,10 +7731,10 @@ var file_shoal_proto_depIdxs = []int32{
 	47,  // 66: shoal.v1.Event.source:type_name -> shoal.v1.EventSource
 	0,   // 67: shoal.v1.Service.metadata:type_name -> shoal.v1.ObjectMeta
 	49,  // 68: shoal.v1.Service.spec:type_name -> shoal.v1.ServiceSpec
-	107, // 69: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
+	110, // 69: shoal.v1.ServiceSpec.selector:type_name -> shoal.v1.ServiceSpec.SelectorEntry
 	50,  // 70: shoal.v1.ServiceSpec.ports:type_name -> shoal.v1.ServicePort
 	51,  // 71: shoal.v1.ServiceSpec.session_affinity_config:type_name -> shoal.v1.SessionAffinityConfig
-	110, // 72: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
+	113, // 72: shoal.v1.ServicePort.target_port:type_name -> google.protobuf.Value
 	52,  // 73: shoal.v1.SessionAffinityConfig.client_ip:type_name -> shoal.v1.ClientIPConfig
 	0,   // 74: shoal.v1.Endpoints.metadata:type_name -> shoal.v1.ObjectMeta
 	54,  // 75: shoal.v1.Endpoints.subsets:type_name -> shoal.v1.EndpointSubset
@@ -7585,8 +7748,8 @@ var file_shoal_proto_depIdxs = []int32{
 	59,  // 83: shoal.v1.NodeSpec.taints:type_name -> shoal.v1.Taint
 	61,  // 84: shoal.v1.NodeStatus.addresses:type_name -> shoal.v1.NodeAddress
 	62,  // 85: shoal.v1.NodeStatus.conditions:type_name -> shoal.v1.NodeCondition
-	108, // 86: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
-	109, // 87: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
+	111, // 86: shoal.v1.NodeStatus.capacity:type_name -> shoal.v1.NodeStatus.CapacityEntry
+	112, // 87: shoal.v1.NodeStatus.allocatable:type_name -> shoal.v1.NodeStatus.AllocatableEntry
 	63,  // 88: shoal.v1.NodeStatus.node_info:type_name -> shoal.v1.NodeSystemInfo
 	5,   // 89: shoal.v1.Object.pod:type_name -> shoal.v1.Pod
 	39,  // 90: shoal.v1.Object.deployment:type_name -> shoal.v1.Deployment
@@ -7601,47 +7764,50 @@ var file_shoal_proto_depIdxs = []int32{
 	64,  // 99: shoal.v1.ListResponse.items:type_name -> shoal.v1.Object
 	64,  // 100: shoal.v1.DeleteResponse.object:type_name -> shoal.v1.Object
 	64,  // 101: shoal.v1.WatchEvent.object:type_name -> shoal.v1.Object
-	95,  // 102: shoal.v1.RevocationsResponse.nodes:type_name -> shoal.v1.RevokedNode
-	97,  // 103: shoal.v1.SnapshotChunk.info:type_name -> shoal.v1.SnapshotInfo
-	65,  // 104: shoal.v1.Shoal.Apply:input_type -> shoal.v1.ApplyRequest
-	68,  // 105: shoal.v1.Shoal.Get:input_type -> shoal.v1.GetRequest
-	69,  // 106: shoal.v1.Shoal.List:input_type -> shoal.v1.ListRequest
-	71,  // 107: shoal.v1.Shoal.Delete:input_type -> shoal.v1.DeleteRequest
-	73,  // 108: shoal.v1.Shoal.Watch:input_type -> shoal.v1.WatchRequest
-	75,  // 109: shoal.v1.Shoal.Token:input_type -> shoal.v1.TokenRequest
-	77,  // 110: shoal.v1.Shoal.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
-	79,  // 111: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
-	81,  // 112: shoal.v1.Shoal.Logs:input_type -> shoal.v1.LogsRequest
-	83,  // 113: shoal.v1.Shoal.Exec:input_type -> shoal.v1.ExecRequest
-	85,  // 114: shoal.v1.Shoal.LoadImage:input_type -> shoal.v1.ImageChunk
-	96,  // 115: shoal.v1.Shoal.Snapshot:input_type -> shoal.v1.SnapshotRequest
-	87,  // 116: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
-	91,  // 117: shoal.v1.Join.Renew:input_type -> shoal.v1.RenewRequest
-	93,  // 118: shoal.v1.Join.Revocations:input_type -> shoal.v1.RevocationsRequest
-	89,  // 119: shoal.v1.Join.Removed:input_type -> shoal.v1.RemovedRequest
-	99,  // 120: shoal.v1.Admin.IssueCertificate:input_type -> shoal.v1.AdminCertificateRequest
-	66,  // 121: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
-	64,  // 122: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
-	70,  // 123: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
-	72,  // 124: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
-	74,  // 125: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
-	76,  // 126: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
-	78,  // 127: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
-	80,  // 128: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
-	82,  // 129: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
-	84,  // 130: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
-	86,  // 131: shoal.v1.Shoal.LoadImage:output_type -> shoal.v1.LoadImageResponse
-	98,  // 132: shoal.v1.Shoal.Snapshot:output_type -> shoal.v1.SnapshotChunk
-	88,  // 133: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
-	92,  // 134: shoal.v1.Join.Renew:output_type -> shoal.v1.RenewResponse
-	94,  // 135: shoal.v1.Join.Revocations:output_type -> shoal.v1.RevocationsResponse
-	90,  // 136: shoal.v1.Join.Removed:output_type -> shoal.v1.RemovedResponse
-	100, // 137: shoal.v1.Admin.IssueCertificate:output_type -> shoal.v1.AdminCertificateResponse
-	121, // [121:138] is the sub-list for method output_type
-	104, // [104:121] is the sub-list for method input_type
-	104, // [104:104] is the sub-list for extension type_name
-	104, // [104:104] is the sub-list for extension extendee
-	0,   // [0:104] is the sub-list for field type_name
+	96,  // 102: shoal.v1.RevocationsResponse.nodes:type_name -> shoal.v1.RevokedNode
+	95,  // 103: shoal.v1.RevocationsResponse.admins:type_name -> shoal.v1.RevokedAdmin
+	98,  // 104: shoal.v1.SnapshotChunk.info:type_name -> shoal.v1.SnapshotInfo
+	65,  // 105: shoal.v1.Shoal.Apply:input_type -> shoal.v1.ApplyRequest
+	68,  // 106: shoal.v1.Shoal.Get:input_type -> shoal.v1.GetRequest
+	69,  // 107: shoal.v1.Shoal.List:input_type -> shoal.v1.ListRequest
+	71,  // 108: shoal.v1.Shoal.Delete:input_type -> shoal.v1.DeleteRequest
+	73,  // 109: shoal.v1.Shoal.Watch:input_type -> shoal.v1.WatchRequest
+	75,  // 110: shoal.v1.Shoal.Token:input_type -> shoal.v1.TokenRequest
+	77,  // 111: shoal.v1.Shoal.RemoveNode:input_type -> shoal.v1.RemoveNodeRequest
+	79,  // 112: shoal.v1.Shoal.Version:input_type -> shoal.v1.VersionRequest
+	81,  // 113: shoal.v1.Shoal.Logs:input_type -> shoal.v1.LogsRequest
+	83,  // 114: shoal.v1.Shoal.Exec:input_type -> shoal.v1.ExecRequest
+	85,  // 115: shoal.v1.Shoal.LoadImage:input_type -> shoal.v1.ImageChunk
+	97,  // 116: shoal.v1.Shoal.Snapshot:input_type -> shoal.v1.SnapshotRequest
+	87,  // 117: shoal.v1.Join.Join:input_type -> shoal.v1.JoinRequest
+	91,  // 118: shoal.v1.Join.Renew:input_type -> shoal.v1.RenewRequest
+	93,  // 119: shoal.v1.Join.Revocations:input_type -> shoal.v1.RevocationsRequest
+	89,  // 120: shoal.v1.Join.Removed:input_type -> shoal.v1.RemovedRequest
+	100, // 121: shoal.v1.Admin.IssueCertificate:input_type -> shoal.v1.AdminCertificateRequest
+	102, // 122: shoal.v1.Admin.RevokeCertificates:input_type -> shoal.v1.AdminRevokeRequest
+	66,  // 123: shoal.v1.Shoal.Apply:output_type -> shoal.v1.ApplyResponse
+	64,  // 124: shoal.v1.Shoal.Get:output_type -> shoal.v1.Object
+	70,  // 125: shoal.v1.Shoal.List:output_type -> shoal.v1.ListResponse
+	72,  // 126: shoal.v1.Shoal.Delete:output_type -> shoal.v1.DeleteResponse
+	74,  // 127: shoal.v1.Shoal.Watch:output_type -> shoal.v1.WatchEvent
+	76,  // 128: shoal.v1.Shoal.Token:output_type -> shoal.v1.TokenResponse
+	78,  // 129: shoal.v1.Shoal.RemoveNode:output_type -> shoal.v1.RemoveNodeResponse
+	80,  // 130: shoal.v1.Shoal.Version:output_type -> shoal.v1.VersionResponse
+	82,  // 131: shoal.v1.Shoal.Logs:output_type -> shoal.v1.LogChunk
+	84,  // 132: shoal.v1.Shoal.Exec:output_type -> shoal.v1.ExecResponse
+	86,  // 133: shoal.v1.Shoal.LoadImage:output_type -> shoal.v1.LoadImageResponse
+	99,  // 134: shoal.v1.Shoal.Snapshot:output_type -> shoal.v1.SnapshotChunk
+	88,  // 135: shoal.v1.Join.Join:output_type -> shoal.v1.JoinResponse
+	92,  // 136: shoal.v1.Join.Renew:output_type -> shoal.v1.RenewResponse
+	94,  // 137: shoal.v1.Join.Revocations:output_type -> shoal.v1.RevocationsResponse
+	90,  // 138: shoal.v1.Join.Removed:output_type -> shoal.v1.RemovedResponse
+	101, // 139: shoal.v1.Admin.IssueCertificate:output_type -> shoal.v1.AdminCertificateResponse
+	103, // 140: shoal.v1.Admin.RevokeCertificates:output_type -> shoal.v1.AdminRevokeResponse
+	123, // [123:141] is the sub-list for method output_type
+	105, // [105:123] is the sub-list for method input_type
+	105, // [105:105] is the sub-list for extension type_name
+	105, // [105:105] is the sub-list for extension extendee
+	0,   // [0:105] is the sub-list for field type_name
 }
 
 func init() { file_shoal_proto_init() }
@@ -7671,7 +7837,7 @@ func file_shoal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_proto_rawDesc), len(file_shoal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   110,
+			NumMessages:   113,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

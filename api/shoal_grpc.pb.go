@@ -801,7 +801,8 @@ var Join_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_IssueCertificate_FullMethodName = "/shoal.v1.Admin/IssueCertificate"
+	Admin_IssueCertificate_FullMethodName   = "/shoal.v1.Admin/IssueCertificate"
+	Admin_RevokeCertificates_FullMethodName = "/shoal.v1.Admin/RevokeCertificates"
 )
 
 // AdminClient is the client API for Admin service.
@@ -813,6 +814,10 @@ const (
 // their own.
 type AdminClient interface {
 	IssueCertificate(ctx context.Context, in *AdminCertificateRequest, opts ...grpc.CallOption) (*AdminCertificateResponse, error)
+	// RevokeCertificates revokes every certificate issued to an
+	// administrator name until now (again later: until then). A caller
+	// cannot revoke its own name.
+	RevokeCertificates(ctx context.Context, in *AdminRevokeRequest, opts ...grpc.CallOption) (*AdminRevokeResponse, error)
 }
 
 type adminClient struct {
@@ -833,6 +838,16 @@ func (c *adminClient) IssueCertificate(ctx context.Context, in *AdminCertificate
 	return out, nil
 }
 
+func (c *adminClient) RevokeCertificates(ctx context.Context, in *AdminRevokeRequest, opts ...grpc.CallOption) (*AdminRevokeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AdminRevokeResponse)
+	err := c.cc.Invoke(ctx, Admin_RevokeCertificates_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -842,6 +857,10 @@ func (c *adminClient) IssueCertificate(ctx context.Context, in *AdminCertificate
 // their own.
 type AdminServer interface {
 	IssueCertificate(context.Context, *AdminCertificateRequest) (*AdminCertificateResponse, error)
+	// RevokeCertificates revokes every certificate issued to an
+	// administrator name until now (again later: until then). A caller
+	// cannot revoke its own name.
+	RevokeCertificates(context.Context, *AdminRevokeRequest) (*AdminRevokeResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -854,6 +873,9 @@ type UnimplementedAdminServer struct{}
 
 func (UnimplementedAdminServer) IssueCertificate(context.Context, *AdminCertificateRequest) (*AdminCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueCertificate not implemented")
+}
+func (UnimplementedAdminServer) RevokeCertificates(context.Context, *AdminRevokeRequest) (*AdminRevokeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeCertificates not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -894,6 +916,24 @@ func _Admin_IssueCertificate_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_RevokeCertificates_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AdminRevokeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).RevokeCertificates(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_RevokeCertificates_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).RevokeCertificates(ctx, req.(*AdminRevokeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -904,6 +944,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "IssueCertificate",
 			Handler:    _Admin_IssueCertificate_Handler,
+		},
+		{
+			MethodName: "RevokeCertificates",
+			Handler:    _Admin_RevokeCertificates_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -272,8 +272,11 @@ func (ca *CA) issueAdminWindow(name string, notBefore, notAfter time.Time) (cert
 }
 
 // SignAdmin issues an administrator certificate, as IssueAdmin does, for
-// the key in csrPEM (whose holder keeps the key to itself).
-func (ca *CA) SignAdmin(csrPEM []byte, name string, validity time.Duration) (certPEM []byte, err error) {
+// the key in csrPEM (whose holder keeps the key to itself). notBeforeAfter,
+// when set, is the name's last revocation: the certificate is made valid
+// only from just after it, so that it is not taken for one the revocation
+// covers (those are valid from before it).
+func (ca *CA) SignAdmin(csrPEM []byte, name string, validity time.Duration, notBeforeAfter time.Time) (certPEM []byte, err error) {
 	if err := pkiCheckName("admin", name); err != nil {
 		return nil, err
 	}
@@ -288,7 +291,11 @@ func (ca *CA) SignAdmin(csrPEM []byte, name string, validity time.Duration) (cer
 		return nil, fmt.Errorf("cannot sign a certificate for admin %q: %w", name, err)
 	}
 	now := time.Now()
-	der, err := ca.pkiIssue(pkiAdminTemplate(name), csr.PublicKey, now.Add(-min(pkiBackdate, validity/10)), now.Add(validity))
+	notBefore := now.Add(-min(pkiBackdate, validity/10))
+	if !notBeforeAfter.IsZero() && !notBefore.After(notBeforeAfter) {
+		notBefore = notBeforeAfter.Add(time.Second)
+	}
+	der, err := ca.pkiIssue(pkiAdminTemplate(name), csr.PublicKey, notBefore, now.Add(validity))
 	if err != nil {
 		return nil, fmt.Errorf("signing the certificate of admin %q: %w", name, err)
 	}

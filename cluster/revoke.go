@@ -31,6 +31,10 @@ import (
 // ErrRevoked is wrapped by every refusal of a revoked node's certificate.
 var ErrRevoked = errors.New("removed from the cluster (shoal node rm)")
 
+// ErrAdminRevoked is wrapped by every refusal of a revoked administrator
+// certificate.
+var ErrAdminRevoked = errors.New("revoked (shoal admin-cert revoke)")
+
 // revokedLogEvery bounds how often the refusal of one certificate at one
 // place is logged: a removed node that keeps retrying must not flood the log.
 const revokedLogEvery = 30 * time.Second
@@ -39,6 +43,7 @@ const revokedLogEvery = 30 * time.Second
 type revokedSet struct {
 	byID   map[string]*storepb.RevokedNode
 	byName map[string]*storepb.RevokedNode
+	admins map[string]*storepb.RevokedAdmin // by name, the latest revocation
 }
 
 func newRevokedSet(list []*storepb.RevokedNode) *revokedSet {
@@ -65,13 +70,41 @@ func (s *revokedSet) nodeRevoked(id string) bool {
 	return ok
 }
 
-// check refuses a certificate of a removed node. A certificate carrying a
+// withAdmins returns the set with these administrator revocations too.
+func (s *revokedSet) withAdmins(list []*storepb.RevokedAdmin) *revokedSet {
+	out := *s
+	out.admins = map[string]*storepb.RevokedAdmin{}
+	for _, r := range list {
+		if cur, ok := out.admins[r.GetName()]; !ok || cur.GetRevokedUnixNano() < r.GetRevokedUnixNano() {
+			out.admins[r.GetName()] = r
+		}
+	}
+	return &out
+}
+
+// adminIssuedBefore tells whether an administrator certificate was issued
+// before t. Certificates are valid from a little before they are issued,
+// so one valid from before t could be either; but one issued after a
+// revocation of its name is made valid only from after it (SignAdmin).
+func adminIssuedBefore(cert *x509.Certificate, t time.Time) bool {
+	return !cert.NotBefore.After(t)
+}
+
+// check refuses a certificate of a removed node or of a revoked
+// administrator. A certificate carrying a
 // node ID is refused when that ID is revoked. One without (issued before
 // certificates carried IDs) is refused when it is a node certificate whose
 // name was revoked after the certificate was issued: a node that joins
 // later under the same name gets a new certificate, with its own ID.
 func (s *revokedSet) check(cert *x509.Certificate) error {
-	if s == nil || cert == nil || len(s.byID)+len(s.byName) == 0 {
+	if s == nil || cert == nil || len(s.byID)+len(s.byName)+len(s.admins) == 0 {
+		return nil
+	}
+	if name, _, isAdmin := PeerIdentity(cert); isAdmin {
+		if r, ok := s.admins[name]; ok && adminIssuedBefore(cert, time.Unix(0, r.GetRevokedUnixNano())) {
+			return fmt.Errorf("the certificates of administrator %q issued before %s were %w", name,
+				time.Unix(0, r.GetRevokedUnixNano()).UTC().Format(time.RFC3339), ErrAdminRevoked)
+		}
 		return nil
 	}
 	if id := NodeIDOf(cert); id != "" {
@@ -110,7 +143,8 @@ type liveTLS struct {
 	// fetched are revocations learnt from a replica while this node holds
 	// no store (revocations are never undone: the list is their union
 	// with the store's).
-	fetched []*storepb.RevokedNode
+	fetched       []*storepb.RevokedNode
+	fetchedAdmins []*storepb.RevokedAdmin
 }
 
 func newLiveTLS(creds NodeCredentials, log *slog.Logger) (*liveTLS, error) {
@@ -141,9 +175,9 @@ func (l *liveTLS) setRevoked(sec *storepb.ClusterSecrets) []*storepb.RevokedNode
 	return l.rebuildLocked()
 }
 
-// addFetched adds revocations a replica reported, and returns those that
-// are new.
-func (l *liveTLS) addFetched(list []*storepb.RevokedNode) []*storepb.RevokedNode {
+// addFetched adds revocations a replica reported, and returns the nodes
+// that are new.
+func (l *liveTLS) addFetched(list []*storepb.RevokedNode, admins ...*storepb.RevokedAdmin) []*storepb.RevokedNode {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	cur := l.revoked.Load()
@@ -153,7 +187,14 @@ func (l *liveTLS) addFetched(list []*storepb.RevokedNode) []*storepb.RevokedNode
 			l.fetched = append(l.fetched, r)
 		}
 	}
-	if len(l.fetched) == n {
+	newAdmins := false
+	for _, r := range admins {
+		if cur == nil || cur.admins[r.GetName()].GetRevokedUnixNano() < r.GetRevokedUnixNano() {
+			l.fetchedAdmins = append(l.fetchedAdmins, r)
+			newAdmins = true
+		}
+	}
+	if len(l.fetched) == n && !newAdmins {
 		return nil
 	}
 	return l.rebuildLocked()
@@ -162,7 +203,8 @@ func (l *liveTLS) addFetched(list []*storepb.RevokedNode) []*storepb.RevokedNode
 func (l *liveTLS) rebuildLocked() []*storepb.RevokedNode {
 	old := l.revoked.Load()
 	all := append(append([]*storepb.RevokedNode(nil), l.stateSrc.GetRevokedNodes()...), l.fetched...)
-	next := newRevokedSet(all)
+	admins := append(append([]*storepb.RevokedAdmin(nil), l.stateSrc.GetRevokedAdmins()...), l.fetchedAdmins...)
+	next := newRevokedSet(all).withAdmins(admins)
 	l.revoked.Store(next)
 	var added []*storepb.RevokedNode
 	for id, r := range next.byID {
@@ -332,7 +374,11 @@ func (c *Cluster) revocationFetchLoop(ctx context.Context) {
 		for _, r := range resp.GetNodes() {
 			list = append(list, &storepb.RevokedNode{NodeId: r.GetNodeId(), Name: r.GetName(), RevokedUnixNano: r.GetRevokedUnixNano()})
 		}
-		c.revoked(c.sec.live.addFetched(list))
+		var admins []*storepb.RevokedAdmin
+		for _, r := range resp.GetAdmins() {
+			admins = append(admins, &storepb.RevokedAdmin{Name: r.GetName(), RevokedUnixNano: r.GetRevokedUnixNano()})
+		}
+		c.revoked(c.sec.live.addFetched(list, admins...))
 	}
 }
 
@@ -351,6 +397,9 @@ func (j *joinServer) Revocations(ctx context.Context, _ *api.RevocationsRequest)
 	out := &api.RevocationsResponse{}
 	for _, r := range sec.GetRevokedNodes() {
 		out.Nodes = append(out.Nodes, &api.RevokedNode{NodeId: r.GetNodeId(), Name: r.GetName(), RevokedUnixNano: r.GetRevokedUnixNano()})
+	}
+	for _, r := range sec.GetRevokedAdmins() {
+		out.Admins = append(out.Admins, &api.RevokedAdmin{Name: r.GetName(), RevokedUnixNano: r.GetRevokedUnixNano()})
 	}
 	return out, nil
 }

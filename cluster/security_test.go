@@ -1016,6 +1016,123 @@ func TestSecurityRevokedSetCheck(t *testing.T) {
 	if err := none.check(sign("id-4", "n4", now)); err != nil {
 		t.Errorf("an empty list refuses: %v", err)
 	}
+
+	// Administrators: by name, the certificates valid from before the
+	// latest revocation of the name.
+	admin := func(name string, notBefore time.Time) *x509.Certificate {
+		certPEM, _, err := ca.issueAdminWindow(name, notBefore, notBefore.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pkiTestParseCert(t, certPEM)
+	}
+	admins := newRevokedSet(nil).withAdmins([]*storepb.RevokedAdmin{
+		{Name: "alice", RevokedUnixNano: now.Add(-time.Hour).UnixNano()},
+		{Name: "alice", RevokedUnixNano: now.UnixNano()},
+		{Name: "carol", RevokedUnixNano: now.Add(-time.Hour).UnixNano()},
+	})
+	for _, tc := range []struct {
+		name    string
+		cert    *x509.Certificate
+		revoked bool
+	}{
+		{"alice, from before the revocation", admin("alice", now.Add(-time.Minute)), true},
+		{"alice, from between two revocations", admin("alice", now.Add(-30*time.Minute)), true},
+		{"alice, from after the revocation", admin("alice", now.Add(time.Second)), false},
+		{"carol, from after her revocation", admin("carol", now.Add(-30*time.Minute)), false},
+		{"bob, never revoked", admin("bob", now.Add(-time.Minute)), false},
+		{"a node named alice", sign("id-9", "alice", now.Add(-time.Minute)), false},
+		{"a node named alice, without an ID", sign("", "alice", now.Add(-time.Minute)), false},
+	} {
+		err := admins.check(tc.cert)
+		if (err != nil) != tc.revoked {
+			t.Errorf("%s: check = %v, want revoked %v", tc.name, err, tc.revoked)
+		}
+		if err != nil && !errors.Is(err, ErrAdminRevoked) {
+			t.Errorf("%s: error %v does not wrap ErrAdminRevoked", tc.name, err)
+		}
+	}
+}
+
+// Claim 1 continued: `shoal admin-cert revoke NAME` makes every node
+// refuse the certificates issued to NAME so far, over open connections
+// from their next call and at the handshake of new ones, also on a node
+// outside the replicas; a certificate issued to NAME afterwards works;
+// nobody can revoke the name they call with.
+func TestSecurityAdminCertificateRevoked(t *testing.T) {
+	log := &secLog{}
+	nodes, res := secCluster(t, 3, "127.0.52.", log, func(c *Config) { c.MaxReplicas = 1 })
+	ctx := context.Background()
+	dial := func(n *testNode, certPEM, keyPEM []byte) *grpc.ClientConn {
+		cfg := secTLS(t, certPEM, keyPEM, res.CACert, n.c.id.AdvertiseAddr)
+		cfg.NextProtos = []string{"h2"}
+		cc, err := grpc.NewClient(n.c.APIAddress(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cc.Close() })
+		return cc
+	}
+	var replica, outside *testNode
+	for _, n := range nodes {
+		if n.c.isLeader() {
+			replica = n
+		}
+	}
+	admin := api.NewShoalClient(dial(replica, res.AdminCert, res.AdminKey))
+	waitFor(t, 30*time.Second, "two nodes outside the replicas", func() (bool, string) {
+		roles, seen := nodeTable(ctx, admin)
+		l, v, nv, _ := countRoles(roles)
+		return l == 1 && v == 1 && nv == 0 && len(roles) == 3, seen
+	})
+	for _, n := range nodes {
+		if n != replica && outside == nil {
+			outside = n
+		}
+	}
+	aliceCert, aliceKey, _, err := RequestAdminCertificate(ctx, dial(outside, res.AdminCert, res.AdminKey), "alice", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Connections alice opened before the revocation, on both nodes.
+	open := map[*testNode]api.ShoalClient{}
+	for _, n := range []*testNode{replica, outside} {
+		open[n] = api.NewShoalClient(dial(n, aliceCert, aliceKey))
+		if _, err := open[n].List(ctx, &api.ListRequest{Kind: "Node"}); err != nil {
+			t.Fatalf("alice's certificate before the revocation, via %s: %v", n.cfg.NodeName, err)
+		}
+	}
+	// Alice cannot revoke herself.
+	_, err = api.NewAdminClient(dial(outside, aliceCert, aliceKey)).RevokeCertificates(ctx, &api.AdminRevokeRequest{Name: "alice"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "lock you out") {
+		t.Fatalf("alice revoking her own name: %v; want FailedPrecondition", err)
+	}
+	// The init admin revokes alice, through the node outside the replicas.
+	if _, err := api.NewAdminClient(dial(outside, res.AdminCert, res.AdminKey)).RevokeCertificates(ctx, &api.AdminRevokeRequest{Name: "alice"}); err != nil {
+		t.Fatalf("revoke alice: %v", err)
+	}
+	for _, n := range []*testNode{replica, outside} {
+		waitFor(t, 10*time.Second, "alice's open connection refused via "+n.cfg.NodeName, func() (bool, string) {
+			_, err := open[n].List(ctx, &api.ListRequest{Kind: "Node"})
+			return status.Code(err) == codes.PermissionDenied && strings.Contains(err.Error(), "shoal admin-cert revoke"), fmt.Sprint(err)
+		})
+		if _, err := api.NewShoalClient(dial(n, aliceCert, aliceKey)).List(ctx, &api.ListRequest{Kind: "Node"}); err == nil {
+			t.Fatalf("a new connection with alice's revoked certificate was served by %s", n.cfg.NodeName)
+		}
+	}
+	// A certificate issued to alice now works, everywhere.
+	newCert, newKey, _, err := RequestAdminCertificate(ctx, dial(outside, res.AdminCert, res.AdminKey), "alice", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*testNode{replica, outside} {
+		if _, err := api.NewShoalClient(dial(n, newCert, newKey)).List(ctx, &api.ListRequest{Kind: "Node"}); err != nil {
+			t.Fatalf("alice's certificate issued after the revocation, via %s: %v", n.cfg.NodeName, err)
+		}
+	}
+	if len(log.lines("admin certificates revoked", "admin=alice", "by=admin")) == 0 {
+		t.Fatalf("the revocation is not logged:\n%s", log.String())
+	}
 }
 
 // A renewal interrupted by a crash is finished, or undone, at the next

@@ -130,7 +130,7 @@ func TestSecurityRealAgents(t *testing.T) {
 		}
 	})
 
-	t.Run("admin-cert issues a working certificate", func(t *testing.T) {
+	t.Run("admin-cert issues a working certificate, and revokes it", func(t *testing.T) {
 		conf := filepath.Join(l.dir, "alice.config")
 		out, err := l.shoal("admin-cert", "alice", "--out", conf, "--validity", "1h")
 		if err != nil {
@@ -143,6 +143,18 @@ func TestSecurityRealAgents(t *testing.T) {
 		if out, err := l.shoal("--config", conf, "node", "ls"); err != nil || !strings.Contains(out, "sec1") {
 			t.Fatalf("node ls with alice's configuration: %v\n%s", err, out)
 		}
+		// Revoked, alice's configuration stops working; alice cannot
+		// revoke herself.
+		if out, err := l.shoal("--config", conf, "admin-cert", "revoke", "alice"); err == nil || !strings.Contains(out, "lock you out") {
+			t.Fatalf("alice revoking herself: %v\n%s", err, out)
+		}
+		if out, err := l.shoal("admin-cert", "revoke", "alice"); err != nil || !strings.Contains(out, `Revoked the certificates of admin "alice"`) {
+			t.Fatalf("admin-cert revoke alice: %v\n%s", err, out)
+		}
+		waitFor(t, 10*time.Second, "alice's configuration refused", func() (bool, string) {
+			out, err := l.shoal("--config", conf, "node", "ls")
+			return err != nil, out
+		})
 	})
 
 	t.Run("node rm locks the node out", func(t *testing.T) {

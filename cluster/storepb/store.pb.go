@@ -391,7 +391,11 @@ type ClusterSecrets struct {
 	GossipKey  []byte                 `protobuf:"bytes,5,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
 	// Nodes removed from the cluster (`shoal node rm`): every node refuses
 	// their certificates on raft, the API and renewal, and their gossip.
-	RevokedNodes  []*RevokedNode `protobuf:"bytes,6,rep,name=revoked_nodes,json=revokedNodes,proto3" json:"revoked_nodes,omitempty"`
+	RevokedNodes []*RevokedNode `protobuf:"bytes,6,rep,name=revoked_nodes,json=revokedNodes,proto3" json:"revoked_nodes,omitempty"`
+	// Administrators whose certificates were revoked (`shoal admin-cert
+	// revoke NAME`): every certificate issued to the name before the
+	// revocation is refused; one issued after it is not.
+	RevokedAdmins []*RevokedAdmin `protobuf:"bytes,7,rep,name=revoked_admins,json=revokedAdmins,proto3" json:"revoked_admins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -468,6 +472,74 @@ func (x *ClusterSecrets) GetRevokedNodes() []*RevokedNode {
 	return nil
 }
 
+func (x *ClusterSecrets) GetRevokedAdmins() []*RevokedAdmin {
+	if x != nil {
+		return x.RevokedAdmins
+	}
+	return nil
+}
+
+type RevokedAdmin struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RevokedUnixNano int64                  `protobuf:"varint,2,opt,name=revoked_unix_nano,json=revokedUnixNano,proto3" json:"revoked_unix_nano,omitempty"`
+	// The administrator who revoked them.
+	By            string `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokedAdmin) Reset() {
+	*x = RevokedAdmin{}
+	mi := &file_store_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedAdmin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedAdmin) ProtoMessage() {}
+
+func (x *RevokedAdmin) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedAdmin.ProtoReflect.Descriptor instead.
+func (*RevokedAdmin) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RevokedAdmin) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokedAdmin) GetRevokedUnixNano() int64 {
+	if x != nil {
+		return x.RevokedUnixNano
+	}
+	return 0
+}
+
+func (x *RevokedAdmin) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
 // RevokedNode is one node removed from the cluster. Its certificates carry
 // its ID (a URI SAN urn:shoal:node:<id>); certificates from before node IDs
 // were written into them are refused by name when issued before revocation.
@@ -482,7 +554,7 @@ type RevokedNode struct {
 
 func (x *RevokedNode) Reset() {
 	*x = RevokedNode{}
-	mi := &file_store_proto_msgTypes[5]
+	mi := &file_store_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +566,7 @@ func (x *RevokedNode) String() string {
 func (*RevokedNode) ProtoMessage() {}
 
 func (x *RevokedNode) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[5]
+	mi := &file_store_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +579,7 @@ func (x *RevokedNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokedNode.ProtoReflect.Descriptor instead.
 func (*RevokedNode) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{5}
+	return file_store_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RevokedNode) GetNodeId() string {
@@ -550,7 +622,7 @@ type ClusterSettings struct {
 
 func (x *ClusterSettings) Reset() {
 	*x = ClusterSettings{}
-	mi := &file_store_proto_msgTypes[6]
+	mi := &file_store_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +634,7 @@ func (x *ClusterSettings) String() string {
 func (*ClusterSettings) ProtoMessage() {}
 
 func (x *ClusterSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[6]
+	mi := &file_store_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +647,7 @@ func (x *ClusterSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSettings.ProtoReflect.Descriptor instead.
 func (*ClusterSettings) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{6}
+	return file_store_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ClusterSettings) GetPodCidr() string {
@@ -619,7 +691,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_store_proto_msgTypes[7]
+	mi := &file_store_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +703,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[7]
+	mi := &file_store_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +716,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{7}
+	return file_store_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SnapshotHeader) GetIndex() uint64 {
@@ -710,7 +782,7 @@ const file_store_proto_rawDesc = "" +
 	"\tTxnResult\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12*\n" +
-	"\aobjects\x18\x03 \x03(\v2\x10.shoal.v1.ObjectR\aobjects\"\xe1\x01\n" +
+	"\aobjects\x18\x03 \x03(\v2\x10.shoal.v1.ObjectR\aobjects\"\xa6\x02\n" +
 	"\x0eClusterSecrets\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
@@ -720,7 +792,12 @@ const file_store_proto_rawDesc = "" +
 	"joinSecret\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x05 \x01(\fR\tgossipKey\x12@\n" +
-	"\rrevoked_nodes\x18\x06 \x03(\v2\x1b.shoal.store.v1.RevokedNodeR\frevokedNodes\"f\n" +
+	"\rrevoked_nodes\x18\x06 \x03(\v2\x1b.shoal.store.v1.RevokedNodeR\frevokedNodes\x12C\n" +
+	"\x0erevoked_admins\x18\a \x03(\v2\x1c.shoal.store.v1.RevokedAdminR\rrevokedAdmins\"^\n" +
+	"\fRevokedAdmin\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
+	"\x11revoked_unix_nano\x18\x02 \x01(\x03R\x0frevokedUnixNano\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\"f\n" +
 	"\vRevokedNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -749,7 +826,7 @@ func file_store_proto_rawDescGZIP() []byte {
 }
 
 var file_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_store_proto_goTypes = []any{
 	(Op_Type)(0),            // 0: shoal.store.v1.Op.Type
 	(*Command)(nil),         // 1: shoal.store.v1.Command
@@ -757,27 +834,29 @@ var file_store_proto_goTypes = []any{
 	(*Op)(nil),              // 3: shoal.store.v1.Op
 	(*TxnResult)(nil),       // 4: shoal.store.v1.TxnResult
 	(*ClusterSecrets)(nil),  // 5: shoal.store.v1.ClusterSecrets
-	(*RevokedNode)(nil),     // 6: shoal.store.v1.RevokedNode
-	(*ClusterSettings)(nil), // 7: shoal.store.v1.ClusterSettings
-	(*SnapshotHeader)(nil),  // 8: shoal.store.v1.SnapshotHeader
-	(*api.Object)(nil),      // 9: shoal.v1.Object
+	(*RevokedAdmin)(nil),    // 6: shoal.store.v1.RevokedAdmin
+	(*RevokedNode)(nil),     // 7: shoal.store.v1.RevokedNode
+	(*ClusterSettings)(nil), // 8: shoal.store.v1.ClusterSettings
+	(*SnapshotHeader)(nil),  // 9: shoal.store.v1.SnapshotHeader
+	(*api.Object)(nil),      // 10: shoal.v1.Object
 }
 var file_store_proto_depIdxs = []int32{
 	2,  // 0: shoal.store.v1.Command.txns:type_name -> shoal.store.v1.Txn
 	3,  // 1: shoal.store.v1.Txn.ops:type_name -> shoal.store.v1.Op
 	5,  // 2: shoal.store.v1.Txn.set_secrets:type_name -> shoal.store.v1.ClusterSecrets
-	7,  // 3: shoal.store.v1.Txn.set_settings:type_name -> shoal.store.v1.ClusterSettings
+	8,  // 3: shoal.store.v1.Txn.set_settings:type_name -> shoal.store.v1.ClusterSettings
 	0,  // 4: shoal.store.v1.Op.type:type_name -> shoal.store.v1.Op.Type
-	9,  // 5: shoal.store.v1.Op.object:type_name -> shoal.v1.Object
-	9,  // 6: shoal.store.v1.TxnResult.objects:type_name -> shoal.v1.Object
-	6,  // 7: shoal.store.v1.ClusterSecrets.revoked_nodes:type_name -> shoal.store.v1.RevokedNode
-	5,  // 8: shoal.store.v1.SnapshotHeader.secrets:type_name -> shoal.store.v1.ClusterSecrets
-	7,  // 9: shoal.store.v1.SnapshotHeader.settings:type_name -> shoal.store.v1.ClusterSettings
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	10, // 5: shoal.store.v1.Op.object:type_name -> shoal.v1.Object
+	10, // 6: shoal.store.v1.TxnResult.objects:type_name -> shoal.v1.Object
+	7,  // 7: shoal.store.v1.ClusterSecrets.revoked_nodes:type_name -> shoal.store.v1.RevokedNode
+	6,  // 8: shoal.store.v1.ClusterSecrets.revoked_admins:type_name -> shoal.store.v1.RevokedAdmin
+	5,  // 9: shoal.store.v1.SnapshotHeader.secrets:type_name -> shoal.store.v1.ClusterSecrets
+	8,  // 10: shoal.store.v1.SnapshotHeader.settings:type_name -> shoal.store.v1.ClusterSettings
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_store_proto_init() }
@@ -791,7 +870,7 @@ func file_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_proto_rawDesc), len(file_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
