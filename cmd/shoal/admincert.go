@@ -38,11 +38,7 @@ own. Every administrator certificate can do everything: there are no roles.
 			if out == "" {
 				return errors.New("--out FILE is required: where to write the new client configuration")
 			}
-			cfg, err := client.LoadConfig(g.configPath)
-			if err != nil {
-				return err
-			}
-			cc, err := client.Dial(cmd.Context(), cfg, g.server)
+			cfg, cc, err := g.grpcConn(cmd)
 			if err != nil {
 				return err
 			}
@@ -86,11 +82,7 @@ works. You cannot revoke the name you are calling with.`,
 		Example: `  shoal admin-cert revoke alice`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := client.LoadConfig(g.configPath)
-			if err != nil {
-				return err
-			}
-			cc, err := client.Dial(cmd.Context(), cfg, g.server)
+			_, cc, err := g.grpcConn(cmd)
 			if err != nil {
 				return err
 			}

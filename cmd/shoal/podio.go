@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	"github.com/shoalproj/shoal/api"
@@ -26,6 +27,16 @@ func grpcError(err error) error {
 }
 
 func (g *globals) grpcClient(cmd *cobra.Command) (api.ShoalClient, func(), error) {
+	_, cc, err := g.grpcConn(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	return api.NewShoalClient(cc), func() { cc.Close() }, nil
+}
+
+// grpcConn dials the API with the client configuration, which it returns
+// too; the caller closes the connection.
+func (g *globals) grpcConn(cmd *cobra.Command) (*client.Config, *grpc.ClientConn, error) {
 	cfg, err := client.LoadConfig(g.configPath)
 	if err != nil {
 		return nil, nil, err
@@ -34,7 +45,7 @@ func (g *globals) grpcClient(cmd *cobra.Command) (api.ShoalClient, func(), error
 	if err != nil {
 		return nil, nil, err
 	}
-	return api.NewShoalClient(cc), func() { cc.Close() }, nil
+	return cfg, cc, nil
 }
 
 func newLogsCommand(g *globals) *cobra.Command {
