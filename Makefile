@@ -20,8 +20,12 @@ test: deps lint check-recipes unit e2e
 unit:
 	$(GO) test -race -count=1 ./api/... ./cluster/... ./scheduler/... ./agent/... ./lb/... ./lab/... ./cmd/...
 
+# The short chaos run goes on its own, verbose, so that its seeds and its
+# summary (operations checked, faults, acknowledged-then-lost) are printed
+# also when it passes.
 e2e: build
-	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m ./e2e/...
+	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -skip '^TestChaosShort$$' ./e2e/...
+	SHOAL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m -run '^TestChaosShort$$' -v ./e2e/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
