@@ -291,9 +291,10 @@ func (ca *CA) SignAdmin(csrPEM []byte, name string, validity time.Duration, notB
 		return nil, fmt.Errorf("cannot sign a certificate for admin %q: %w", name, err)
 	}
 	now := time.Now()
-	notBefore := now.Add(-min(pkiBackdate, validity/10))
+	// Certificates keep whole seconds: compare what will be written.
+	notBefore := now.Add(-min(pkiBackdate, validity/10)).Truncate(time.Second)
 	if !notBeforeAfter.IsZero() && !notBefore.After(notBeforeAfter) {
-		notBefore = notBeforeAfter.Add(time.Second)
+		notBefore = notBeforeAfter.Truncate(time.Second).Add(time.Second)
 	}
 	der, err := ca.pkiIssue(pkiAdminTemplate(name), csr.PublicKey, notBefore, now.Add(validity))
 	if err != nil {

@@ -1205,3 +1205,34 @@ func TestSecurityRenewalSurvivesCrash(t *testing.T) {
 		}
 	}
 }
+
+// A certificate issued to an administrator name after its revocation is
+// valid only from after it, in the whole seconds certificates keep, also
+// when the usual backdating would reach back to the revocation's second.
+func TestSecurityAdminIssuedAfterRevocation(t *testing.T) {
+	ca := pkiTestCA(t, "admin-after-revocation")
+	_, csr, err := NewNodeKey("alice", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, revokedAt := range []time.Time{
+		// Just after the start of the second the backdated NotBefore falls
+		// in: written in whole seconds, it would be before the revocation.
+		now.Add(-pkiBackdate).Truncate(time.Second).Add(time.Nanosecond),
+		now.Add(-pkiBackdate - 500*time.Millisecond),
+		now.Add(-pkiBackdate + 300*time.Millisecond),
+		now.Add(-time.Minute),
+		now.Add(-time.Millisecond),
+	} {
+		certPEM, err := ca.SignAdmin(csr, "alice", time.Hour, revokedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert := pkiTestParseCert(t, certPEM)
+		set := newRevokedSet(nil).withAdmins([]*storepb.RevokedAdmin{{Name: "alice", RevokedUnixNano: revokedAt.UnixNano()}})
+		if err := set.check(cert); err != nil {
+			t.Errorf("revoked %v before now: the certificate issued after it (valid from %v) is refused: %v", now.Sub(revokedAt), cert.NotBefore, err)
+		}
+	}
+}
