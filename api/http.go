@@ -485,6 +485,11 @@ func (h *httpAPI) watch(w http.ResponseWriter, r *http.Request, k KindInfo, ns s
 		httpWriteError(w, r, httpBadRequest("labelSelector: %v", err))
 		return
 	}
+	bookmarks, err := httpBoolParam(r, "allowWatchBookmarks")
+	if err != nil {
+		httpWriteError(w, r, err)
+		return
+	}
 	rc := http.NewResponseController(w)
 	// A watch lives longer than any write timeout the server may set.
 	_ = rc.SetWriteDeadline(time.Time{})
@@ -501,6 +506,7 @@ func (h *httpAPI) watch(w http.ResponseWriter, r *http.Request, k KindInfo, ns s
 		Namespace:       ns,
 		ResourceVersion: q.Get("resourceVersion"),
 		NodeName:        q.Get("nodeName"),
+		AllowBookmarks:  bookmarks,
 	}, stream)
 	if err == nil || r.Context().Err() != nil || stream.broken {
 		return

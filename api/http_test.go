@@ -391,7 +391,12 @@ func TestHTTPWatch(t *testing.T) {
 	srv := httptest.NewServer(NewHTTPHandler(f))
 	defer srv.Close()
 
-	resp, err := http.Get(srv.URL + "/v1/namespaces/default/pods?watch=true&resourceVersion=5&labelSelector=app%3Dweb")
+	if resp, err := http.Get(srv.URL + "/v1/namespaces/default/pods?watch=true&allowWatchBookmarks=maybe"); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("allowWatchBookmarks=maybe: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	resp, err := http.Get(srv.URL + "/v1/namespaces/default/pods?watch=true&resourceVersion=5&labelSelector=app%3Dweb&allowWatchBookmarks=true")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +419,7 @@ func TestHTTPWatch(t *testing.T) {
 	if line != want {
 		t.Fatalf("event\n got %s\nwant %s", line, want)
 	}
-	if w := f.lastWat; w.Kind != "Pod" || w.Namespace != "default" || w.ResourceVersion != "5" {
+	if w := f.lastWat; w.Kind != "Pod" || w.Namespace != "default" || w.ResourceVersion != "5" || !w.AllowBookmarks {
 		t.Fatalf("watch request %v", w)
 	}
 	f.events <- &WatchEvent{Type: "ADDED", Object: pod("b", "db"), ResourceVersion: "7"} // filtered out

@@ -5149,8 +5149,13 @@ type WatchRequest struct {
 	// an event's. Empty: the current state as ADDED events, then changes.
 	ResourceVersion string `protobuf:"bytes,3,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
 	NodeName        string `protobuf:"bytes,4,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Also send BOOKMARK events (no object, only the resourceVersion the
+	// stream has reached) when the stream has been quiet for a while: a
+	// filtered watch resumes from a fresh position, not from one the change
+	// log may have dropped, and a silent stream is known to be alive.
+	AllowBookmarks bool `protobuf:"varint,5,opt,name=allow_bookmarks,json=allowBookmarks,proto3" json:"allow_bookmarks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
@@ -5209,6 +5214,13 @@ func (x *WatchRequest) GetNodeName() string {
 		return x.NodeName
 	}
 	return ""
+}
+
+func (x *WatchRequest) GetAllowBookmarks() bool {
+	if x != nil {
+		return x.AllowBookmarks
+	}
+	return false
 }
 
 type WatchEvent struct {
@@ -7389,12 +7401,13 @@ const file_shoal_proto_rawDesc = "" +
 	"\x14grace_period_seconds\x18\x05 \x01(\x03H\x00R\x12gracePeriodSeconds\x88\x01\x01B\x17\n" +
 	"\x15_grace_period_seconds\":\n" +
 	"\x0eDeleteResponse\x12(\n" +
-	"\x06object\x18\x01 \x01(\v2\x10.shoal.v1.ObjectR\x06object\"\x88\x01\n" +
+	"\x06object\x18\x01 \x01(\v2\x10.shoal.v1.ObjectR\x06object\"\xb1\x01\n" +
 	"\fWatchRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12)\n" +
 	"\x10resource_version\x18\x03 \x01(\tR\x0fresourceVersion\x12\x1b\n" +
-	"\tnode_name\x18\x04 \x01(\tR\bnodeName\"u\n" +
+	"\tnode_name\x18\x04 \x01(\tR\bnodeName\x12'\n" +
+	"\x0fallow_bookmarks\x18\x05 \x01(\bR\x0eallowBookmarks\"u\n" +
 	"\n" +
 	"WatchEvent\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12(\n" +

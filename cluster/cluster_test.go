@@ -580,6 +580,63 @@ func TestWatchResumesInsideEntry(t *testing.T) {
 	}
 }
 
+// A watch that asks for bookmarks gets, while quiet, a BOOKMARK with the
+// position the stream has reached (writes elsewhere move it), and a watch
+// resumed from it gets exactly what came after; one that did not ask gets
+// none.
+func TestWatchBookmarks(t *testing.T) {
+	n := startTestNode(t, Config{DataDir: filepath.Join(t.TempDir(), "n1"), NodeName: "n1", AdvertiseAddr: "127.0.7.10", Init: true})
+	res := n.c.InitResult()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := adminClient(t, res, n.c.APIAddress())
+	svc := func(ns, name string) *api.Object {
+		return api.Wrap(&api.Service{Metadata: &api.ObjectMeta{Namespace: ns, Name: name}, Spec: &api.ServiceSpec{Ports: []*api.ServicePort{{Port: 80}}}})
+	}
+	list, err := cl.List(ctx, &api.ListRequest{Kind: "Service", Namespace: "quiet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := func(rv string, bookmarks bool) api.Shoal_WatchClient {
+		w, err := cl.Watch(ctx, &api.WatchRequest{Kind: "Service", Namespace: "quiet", ResourceVersion: rv, AllowBookmarks: bookmarks})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	withMarks, without := watch(list.ResourceVersion, true), watch(list.ResourceVersion, false)
+	var last string
+	for i := range 3 {
+		out, err := cl.Apply(ctx, &api.ApplyRequest{Objects: []*api.Object{svc("default", fmt.Sprintf("busy-%d", i))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = out.Objects[0].GetService().Metadata.ResourceVersion
+	}
+	start := time.Now()
+	ev, err := withMarks.Recv()
+	// At the last write or later: the node writes too (its own status).
+	mark, perr := ParseWatchPosition(ev.GetResourceVersion())
+	lastPos, _ := ParseWatchPosition(last)
+	if err != nil || ev.Type != "BOOKMARK" || ev.Object != nil || perr != nil || mark.Index < lastPos.Index {
+		t.Fatalf("the quiet watch's first event: %v, %v; want a BOOKMARK at %s or later, without an object", ev, err, last)
+	}
+	if waited := time.Since(start); waited > watchBookmarkEvery+2*time.Second {
+		t.Errorf("the bookmark came after %v (every %v)", waited, watchBookmarkEvery)
+	}
+	out, err := cl.Apply(ctx, &api.ApplyRequest{Objects: []*api.Object{svc("quiet", "q")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qrv := out.Objects[0].GetService().Metadata.ResourceVersion
+	for name, w := range map[string]api.Shoal_WatchClient{"without bookmarks": without, "resumed from the bookmark": watch(ev.ResourceVersion, false)} {
+		ev, err := w.Recv()
+		if err != nil || ev.Type != "ADDED" || ev.Object.GetService().GetMetadata().GetName() != "q" || ev.ResourceVersion != qrv {
+			t.Errorf("%s: first event %v, %v; want ADDED q at %s", name, ev, err, qrv)
+		}
+	}
+}
+
 // One port answers gRPC, HTTP/2 and HTTP/1.1: the mux hands each
 // connection to the server of its protocol, with the caller's certificate.
 func TestAPIPortServesEveryProtocol(t *testing.T) {

@@ -406,6 +406,10 @@ func (s *apiServer) Delete(ctx context.Context, req *api.DeleteRequest) (*api.De
 	return out, err
 }
 
+// watchBookmarkEvery is how long a watch that asked for bookmarks stays
+// quiet before it gets one.
+const watchBookmarkEvery = 5 * time.Second
+
 func (s *apiServer) Watch(req *api.WatchRequest, stream grpc.ServerStreamingServer[api.WatchEvent]) error {
 	ctx := stream.Context()
 	if cl, fctx, err := s.c.remoteReader(ctx); err != nil || cl != nil {
@@ -447,9 +451,11 @@ func (s *apiServer) Watch(req *api.WatchRequest, stream grpc.ServerStreamingServ
 		}
 		return true
 	}
+	lastSent := time.Now()
 	send := func(typ string, r api.Resource, pos string) error {
 		r = proto.Clone(r).(api.Resource)
 		api.SetTypeMeta(r)
+		lastSent = time.Now()
 		return stream.Send(&api.WatchEvent{Type: typ, Object: api.Wrap(r), ResourceVersion: pos})
 	}
 	var from WatchPosition
@@ -515,6 +521,12 @@ func (s *apiServer) Watch(req *api.WatchRequest, stream grpc.ServerStreamingServ
 		case <-staleCheck.C:
 			if err := s.c.checkReadStaleness(ctx); err != nil {
 				return err
+			}
+			if req.AllowBookmarks && time.Since(lastSent) >= watchBookmarkEvery {
+				lastSent = time.Now()
+				if err := stream.Send(&api.WatchEvent{Type: "BOOKMARK", ResourceVersion: from.String()}); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -64,6 +64,9 @@ type WatchOptions struct {
 	ResourceVersion string
 	LabelSelector   string
 	NodeName        string
+	// AllowBookmarks asks for BOOKMARK events (no object, the position
+	// reached) when the stream is quiet.
+	AllowBookmarks bool
 }
 
 // WatchEvent is one event of a watch.
@@ -278,6 +281,9 @@ func (c *HTTPClient) Watch(ctx context.Context, plural, ns string, opts WatchOpt
 	}
 	if opts.NodeName != "" {
 		q.Set("nodeName", opts.NodeName)
+	}
+	if opts.AllowBookmarks {
+		q.Set("allowWatchBookmarks", "true")
 	}
 	resp, err := c.do(ctx, http.MethodGet, p, q, nil)
 	if err != nil {
