@@ -298,7 +298,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := c.setupSecurity(); err != nil {
 		return fail(err)
 	}
-	c.fenceDroppedPeers(ctx, false)
+	c.refuseDroppedPeers()
 	c.peers = newPeerClients(c.creds)
 	if err := c.listenAPI(); err != nil {
 		return fail(err)
@@ -771,7 +771,7 @@ func (c *Cluster) runLeader(ctx context.Context) {
 		_, _ = c.propose(ctx, &storepb.Txn{TimeUnixNano: time.Now().UnixNano(),
 			SetSettings: &storepb.ClusterSettings{PodCidr: DefaultPodCIDR, ServiceCidr: DefaultServiceCIDR}})
 	}
-	c.fenceDroppedPeers(ctx, true)
+	c.revokeDroppedPeers(ctx)
 	// The controllers stop with this term: runLeader returns only once
 	// they have.
 	var controllers sync.WaitGroup

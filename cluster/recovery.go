@@ -637,7 +637,7 @@ type forceRecord struct {
 	LastTerm     uint64    `json:"lastTerm"`
 	WasVoter     bool      `json:"wasVoter"`
 	DroppedPeers []string  `json:"droppedPeers"`
-	// DroppedNodes are revoked by the new cluster (fenceDroppedPeers).
+	// DroppedNodes are revoked by the new cluster (revokeDroppedPeers).
 	DroppedNodes []droppedNode `json:"droppedNodes,omitempty"`
 }
 
@@ -730,32 +730,39 @@ func (c *Cluster) forceNewCluster() error {
 	return nil
 }
 
-// fenceDroppedPeers revokes the nodes a --force-new-cluster on this node
-// dropped, so that the new cluster refuses them for good. Dropped voters
-// that come back with their old data still count each other as a
-// majority of the old configuration and can elect a leader among
-// themselves; that leader's heartbeats, with a higher term, would make
-// this node step down and overwrite the writes taken since the recovery.
-// Refused at the TLS handshake, they cannot reach it. At start (before
-// raft) the IDs go on this node's own list; as leader it writes them to
-// the replicated list, where every node that joins later finds them.
-func (c *Cluster) fenceDroppedPeers(ctx context.Context, replicated bool) {
+// The nodes a --force-new-cluster on this node dropped are revoked, so that
+// the new cluster refuses them for good. Dropped voters that come back with
+// their old data still count each other as a majority of the old
+// configuration and can elect a leader among themselves; that leader's
+// heartbeats, with a higher term, would make this node step down and
+// overwrite the writes taken since the recovery. Refused at the TLS
+// handshake, they cannot reach it.
+
+// refuseDroppedPeers puts the dropped nodes on this node's own list, at
+// start, before raft and gossip run.
+func (c *Cluster) refuseDroppedPeers() {
 	rec, ok := c.forceRecord()
-	if !ok || len(rec.DroppedNodes) == 0 {
+	if !ok {
 		return
 	}
-	if !replicated {
-		var list []*storepb.RevokedNode
-		for _, d := range rec.DroppedNodes {
-			list = append(list, &storepb.RevokedNode{NodeId: d.ID, Name: d.Name, RevokedUnixNano: rec.Time.UnixNano()})
-		}
-		// Before gossip starts: nothing to forget there yet.
-		if added := c.sec.live.addFetched(list); len(added) > 0 {
-			c.log.Info("nodes dropped by --force-new-cluster are refused", "count", len(added))
-		}
+	var list []*storepb.RevokedNode
+	for _, d := range rec.DroppedNodes {
+		list = append(list, &storepb.RevokedNode{NodeId: d.ID, Name: d.Name, RevokedUnixNano: rec.Time.UnixNano()})
+	}
+	if added := c.sec.live.addFetched(list); len(added) > 0 {
+		c.log.Info("nodes dropped by --force-new-cluster are refused", "count", len(added))
+	}
+}
+
+// revokeDroppedPeers writes the dropped nodes to the replicated list, as
+// leader, where every node that joins later finds them.
+func (c *Cluster) revokeDroppedPeers(ctx context.Context) {
+	rec, ok := c.forceRecord()
+	if !ok {
 		return
 	}
 	for _, d := range rec.DroppedNodes {
+		// The store's list, not this node's own: that has them from start.
 		if c.state.Secrets() != nil && newRevokedSet(c.state.Secrets().GetRevokedNodes()).nodeRevoked(d.ID) {
 			continue
 		}
